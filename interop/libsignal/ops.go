@@ -60,7 +60,8 @@ type Message struct {
 	Ciphertext []byte      `json:"ciphertext"`
 }
 
-// SessionInfo describes a party's session record for one address.
+// SessionInfo describes a party's session record for one address. The
+// registration ids are zero unless HasCurrentState.
 type SessionInfo struct {
 	Exists               bool   `json:"exists"`
 	HasCurrentState      bool   `json:"has_current_state"`

@@ -58,7 +58,7 @@ const (
 type Error struct {
 	Op      string // the request's op
 	Message string // libsignal's (or the peer's) message
-	Code    string // libsignal's ErrorCode name (e.g. "DuplicatedMessage"), or "" for other errors
+	Code    string // libsignal's ErrorCode name ("Generic", "DuplicatedMessage", ...), or "" for the peer's own checks
 }
 
 func (e *Error) Error() string {

@@ -31,8 +31,8 @@
 //   process_bundle {party, address, bundle}   -> {}
 //   encrypt {party, address, plaintext}       -> {type, ciphertext}   type 2 = SignalMessage, 3 = PreKeySignalMessage
 //   decrypt {party, address, type, ciphertext}-> {plaintext}
-//   session_info {party, address}             -> {exists, has_current_state, local_registration_id,
-//                                                 remote_registration_id, record}
+//   session_info {party, address}             -> {exists, has_current_state, local_registration_id?,
+//                                                 remote_registration_id?, record}   (ids only with a current state)
 //   session_archive {party, address}          -> {}
 //   save_identity {party, address, identity_key} -> {replaced}
 //   get_identity {party, address}             -> {identity_key}   (absent if unknown)
@@ -69,8 +69,10 @@
 //   verify_mac {message, sender_identity_key, receiver_identity_key, mac_key} -> {valid}
 //   parse_skdm {skdm}                         -> {distribution_id, chain_id, iteration, chain_key}
 //   build_skdm {version, distribution_id, chain_id, iteration, chain_key, signing_key} -> {skdm}
+//   build_sender_key_message {version, distribution_id, chain_id, iteration, ciphertext, signing_private}
+//                                             -> {message}   (XEdDSA signature is randomized)
 //   parse_sender_key_message {message, signing_key?}
-//                                             -> {version?, distribution_id, chain_id, iteration, body, signature_valid?}
+//                                             -> {distribution_id, chain_id, iteration, body, signature_valid?}
 //   bench {kind: one_chain|ratchet_step|setup|group, n} -> {ns_per_op, n}
 //   quit {}                                   -> {} then exit
 //
@@ -460,11 +462,15 @@ const ops = {
     const p = party(args);
     const rec = await p.sessions.getSession(address(args));
     if (rec === null) return { exists: false };
+    const current = rec.hasCurrentState();
     return {
       exists: true,
-      has_current_state: rec.hasCurrentState(),
-      local_registration_id: rec.localRegistrationId(),
-      remote_registration_id: rec.remoteRegistrationId(),
+      has_current_state: current,
+      // libsignal only knows the registration ids of a current session.
+      ...(current ? {
+        local_registration_id: rec.localRegistrationId(),
+        remote_registration_id: rec.remoteRegistrationId(),
+      } : {}),
       record: b64(rec.serialize()),
     };
   },
@@ -686,6 +692,13 @@ const ops = {
     return { skdm: b64(m.serialize()) };
   },
 
+  async build_sender_key_message(args) {
+    const m = SenderKeyMessage._new(
+      uint(args, 'version', { max: 255 }), str(args, 'distribution_id'), uint(args, 'chain_id'),
+      uint(args, 'iteration'), bytes(args, 'ciphertext'), PrivateKey.deserialize(bytes(args, 'signing_private')));
+    return { message: b64(m.serialize()) };
+  },
+
   async parse_sender_key_message(args) {
     const m = SenderKeyMessage.deserialize(bytes(args, 'message'));
     const out = {
@@ -818,7 +831,7 @@ async function handle(line) {
     const result = await fn(req);
     reply({ ...result, id, ok: true });
   } catch (e) {
-    const code = e instanceof LibSignalErrorBase ? e.name : '';
+    const code = e instanceof LibSignalErrorBase ? (SignalClient.ErrorCode[e.code] ?? 'Generic') : '';
     reply({ id, ok: false, error: String(e && e.message ? e.message : e), code });
   }
 }

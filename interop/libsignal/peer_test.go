@@ -225,7 +225,7 @@ func TestBundleTamperingRejected(t *testing.T) {
 			tt.tamper(&bundle)
 			err = p.ProcessBundle("alice", bobAddr, bundle)
 			var perr *Error
-			if tt.wantErr && !errors.As(err, &perr) {
+			if tt.wantErr && (!errors.As(err, &perr) || perr.Code == "") {
 				t.Fatalf("ProcessBundle(tampered %s) = %v, want a libsignal error", tt.name, err)
 			}
 			if !tt.wantErr && err != nil {
