@@ -380,3 +380,29 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkProve(b *testing.B) {
+	sk, err := GenerateKey(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	alpha := []byte("bastion kt lookup v1\x00\x01+15555550100")
+	for b.Loop() {
+		sk.Prove(alpha)
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	sk, err := GenerateKey(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	alpha := []byte("bastion kt lookup v1\x00\x01+15555550100")
+	_, pi := sk.Prove(alpha)
+	pk := sk.Public()
+	for b.Loop() {
+		if _, err := pk.Verify(alpha, pi); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
