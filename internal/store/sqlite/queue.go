@@ -1,0 +1,172 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bastionchat/bastion/internal/store"
+	"github.com/google/uuid"
+)
+
+// expireChunk bounds how many envelopes one expiry write deletes, so that the janitor
+// never holds the writer (and every sender behind it) for long.
+const expireChunk = 5000
+
+// queueKey is one destination device.
+type queueKey struct {
+	account uuid.UUID
+	device  uint32
+}
+
+// Enqueue implements [store.Queue]. The call joins the writer's next batch: it returns nil
+// once the transaction holding its envelopes has committed with synchronous=FULL, that is,
+// once they are on disk. It runs in its own savepoint, so an unknown device fails this
+// call alone with [store.ErrNotFound] and stores none of its envelopes, while other
+// callers in the same batch commit.
+func (s *Store) Enqueue(ctx context.Context, envs []*store.Envelope) error {
+	if len(envs) == 0 {
+		return nil
+	}
+	// The writer reads a shallow copy: a caller that gives up early may reuse envs. Bodies
+	// are not copied; callers do not write to a body they handed over.
+	in := make([]store.Envelope, len(envs))
+	size := 0
+	for i, e := range envs {
+		if e == nil {
+			return errors.New("enqueueing: nil envelope")
+		}
+		in[i] = *e
+		size += len(e.Body)
+	}
+	seqs := make([]int64, len(in))
+	err := s.write(ctx, size, func(tx *sql.Tx) error {
+		known := make(map[queueKey]bool, 1)
+		insert := tx.Stmt(s.stmts.insertEnv)
+		var lookup *sql.Stmt
+		for i := range in {
+			e := &in[i]
+			k := queueKey{e.Account, e.Device}
+			ok, seen := known[k]
+			if !seen {
+				var err error
+				if ok, err = s.deviceExists(tx, e.Account, e.Device); err != nil {
+					return err
+				}
+				known[k] = ok
+			}
+			if !ok {
+				return store.ErrNotFound
+			}
+			res, err := insert.Exec(e.Account[:], e.Device, e.ID[:], dbTime(e.ServerTime), e.Body)
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			if n == 1 {
+				if seqs[i], err = res.LastInsertId(); err != nil {
+					return err
+				}
+				continue
+			}
+			// Already queued (a retry): a no-op that reports the stored Seq.
+			if lookup == nil {
+				lookup = tx.Stmt(s.stmts.envSeq)
+			}
+			if err := lookup.QueryRow(e.Account[:], e.Device, e.ID[:]).Scan(&seqs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("enqueueing: %w", err)
+	}
+	for i, e := range envs {
+		e.Seq = seqs[i]
+	}
+	return nil
+}
+
+// Pending implements [store.Queue]. An unknown device has an empty queue.
+func (s *Store) Pending(ctx context.Context, account uuid.UUID, device uint32, after int64, limit int) ([]store.Envelope, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.rdb.QueryContext(ctx, `SELECT seq, id, server_time, body FROM envelopes
+		WHERE account_id = ? AND device_id = ? AND seq > ? ORDER BY seq LIMIT ?`, account[:], device, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading queue: %w", err)
+	}
+	defer rows.Close()
+	envs := make([]store.Envelope, 0, min(limit, 256))
+	for rows.Next() {
+		e := store.Envelope{Account: account, Device: device}
+		var idb []byte
+		var at int64
+		if err := rows.Scan(&e.Seq, &idb, &at, &e.Body); err != nil {
+			return nil, fmt.Errorf("reading queue: %w", err)
+		}
+		if e.ID, err = scanUUID(idb); err != nil {
+			return nil, fmt.Errorf("reading queue: %w", err)
+		}
+		e.ServerTime = goTime(at)
+		envs = append(envs, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading queue: %w", err)
+	}
+	return envs, nil
+}
+
+// Ack implements [store.Queue]. Acks from many devices share the writer's batches, so a
+// burst of acknowledgements costs one fsync, not one each.
+func (s *Store) Ack(ctx context.Context, account uuid.UUID, device uint32, ids []uuid.UUID) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	ids = append([]uuid.UUID(nil), ids...)
+	err := s.write(ctx, 0, func(tx *sql.Tx) error {
+		del := tx.Stmt(s.stmts.ackEnv)
+		for _, id := range ids {
+			if _, err := del.Exec(account[:], device, id[:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("acknowledging: %w", err)
+	}
+	return nil
+}
+
+// ExpireBefore implements [store.Queue]. It deletes in chunks, each its own write, so
+// senders are never stuck behind one long delete.
+func (s *Store) ExpireBefore(ctx context.Context, t time.Time) (int64, error) {
+	var total int64
+	for {
+		var n int64
+		err := s.write(ctx, 0, func(tx *sql.Tx) error {
+			res, err := tx.Exec(`DELETE FROM envelopes WHERE seq IN
+				(SELECT seq FROM envelopes WHERE server_time < ? LIMIT ?)`, dbTime(t), expireChunk)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("expiring envelopes: %w", err)
+		}
+		total += n
+		if n < expireChunk {
+			return total, nil
+		}
+	}
+}

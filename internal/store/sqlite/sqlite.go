@@ -1,0 +1,332 @@
+// Package sqlite is the embedded default backend of [store.Store]: one SQLite file in the
+// server's data directory.
+//
+// It uses modernc.org/sqlite, SQLite translated to pure Go, and not a cgo binding: the
+// server stays a single static binary that cross-compiles with GOOS/GOARCH alone, and an
+// operator needs no C toolchain to build or run it. The cost, about 2x slower SQL than the
+// C library, is hidden behind the fsync that dominates every commit.
+//
+// What it protects: durability and the contract's atomicity promises. The database runs
+// in WAL mode with synchronous=FULL, so a commit is on disk when it returns, and
+// [Store.Enqueue] returns nil only after the commit holding its envelopes did. A one-time
+// prekey is deleted in the same transaction that hands it out, so it is never handed out
+// twice, under concurrency or across a crash. Foreign keys are on: deleting an account or
+// device deletes its keys and queue with it.
+//
+// How: one writer goroutine owns the only write connection. Every write (enqueue, ack,
+// key upload, bundle fetch, ...) is submitted to it and the caller blocks until the
+// transaction holding its write has committed. The writer drains whatever is waiting, up
+// to [maxBatch] writes or [maxBatchBytes] of envelope bodies, into one transaction, each
+// write inside its own savepoint, so that one fsync (about 3 ms here) makes a whole batch
+// durable and one caller's failure (an unknown device, say) rolls back only that caller's
+// write. With a single writer, SQLITE_BUSY never reaches a caller. Reads use a separate
+// pool of read-only connections, which WAL lets run beside the writer.
+//
+// What it does not protect: the file itself. Anyone who can read the data directory
+// reads what the inventory lists (message bodies are end-to-end ciphertext); disk
+// encryption and file permissions are the operator's. One process may open a database at
+// a time.
+//
+// Schema changes are numbered, embedded SQL migrations (migrations/NNNN_name.sql), each
+// applied in its own transaction; a database written by a newer binary is refused.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"runtime"
+	"sync"
+
+	"github.com/bastionchat/bastion/internal/store"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// Group commit limits: a batch closes at whichever comes first. They bound the latency a
+// batch adds to its first writer and the memory it pins, while 512 rows already amortise
+// the fsync to a few microseconds a row.
+const (
+	maxBatch      = 512
+	maxBatchBytes = 1 << 20
+)
+
+// busyTimeoutMS is how long a connection waits for a lock before SQLITE_BUSY. With one
+// writer only a checkpoint can hold one, briefly.
+const busyTimeoutMS = 10000
+
+// errClosed is returned by a write submitted after Close.
+var errClosed = errors.New("sqlite store closed")
+
+// Store is a [store.Store] on one SQLite file. Create it with [Open]; it is safe for
+// concurrent use.
+type Store struct {
+	log *slog.Logger
+	wdb *sql.DB // exactly one connection, owned by the writer goroutine
+	rdb *sql.DB // read-only pool
+
+	stmts writeStmts
+
+	mu     sync.RWMutex // guards closed and sends on reqs against Close
+	closed bool
+	reqs   chan *writeReq
+	done   chan struct{} // closed when the writer has drained and exited
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database at path, brings its schema up to date and
+// starts the writer. A nil logger discards. path is a file name, not a DSN.
+func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if path == "" {
+		return nil, errors.New("opening sqlite store: empty path")
+	}
+	base := (&url.URL{Scheme: "file", OmitHost: true, Path: path}).String()
+
+	// synchronous=FULL: WAL's default NORMAL may lose the last commits on power loss, and
+	// a send is acknowledged only once durable. _txlock=immediate: a write transaction
+	// takes the write lock at BEGIN, never by upgrading a read lock (no deadlock).
+	wdsn := base + fmt.Sprintf("?_busy_timeout=%d&_foreign_keys=1&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate", busyTimeoutMS)
+	wdb, err := sql.Open("sqlite", wdsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening sqlite store: %w", err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	if err := wdb.PingContext(ctx); err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("opening sqlite store: %w", err)
+	}
+	if err := migrate(ctx, wdb, logger); err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("opening sqlite store: %w", err)
+	}
+
+	rdsn := base + fmt.Sprintf("?_busy_timeout=%d&_foreign_keys=1&_query_only=1", busyTimeoutMS)
+	rdb, err := sql.Open("sqlite", rdsn)
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("opening sqlite store: %w", err)
+	}
+	readers := max(4, runtime.GOMAXPROCS(0))
+	rdb.SetMaxOpenConns(readers)
+	rdb.SetMaxIdleConns(readers)
+	if err := rdb.PingContext(ctx); err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, fmt.Errorf("opening sqlite store: %w", err)
+	}
+
+	s := &Store{
+		log:  logger,
+		wdb:  wdb,
+		rdb:  rdb,
+		reqs: make(chan *writeReq, maxBatch),
+		done: make(chan struct{}),
+	}
+	if err := s.stmts.prepare(ctx, wdb); err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, fmt.Errorf("opening sqlite store: %w", err)
+	}
+	go s.writer()
+	return s, nil
+}
+
+// Close stops accepting writes, waits for every write already submitted to commit (or
+// fail), and closes the database. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.done
+		return nil
+	}
+	s.closed = true
+	close(s.reqs)
+	s.mu.Unlock()
+	<-s.done
+
+	s.stmts.close()
+	err := errors.Join(s.rdb.Close(), s.wdb.Close())
+	if err != nil {
+		return fmt.Errorf("closing sqlite store: %w", err)
+	}
+	return nil
+}
+
+// A writeReq is one caller's write: fn runs inside the batch transaction, in its own
+// savepoint, on the writer goroutine.
+type writeReq struct {
+	ctx  context.Context
+	fn   func(tx *sql.Tx) error
+	size int        // bytes of envelope bodies, for the batch byte cap
+	res  chan error // buffered: the writer never blocks on a caller that gave up
+}
+
+// write runs fn in the writer's next transaction and returns once that transaction has
+// committed (nil) or fn or the commit failed. If ctx ends first, write returns its error
+// and the write may or may not still commit; fn must therefore not touch caller memory
+// that the caller reuses after an early return.
+func (s *Store) write(ctx context.Context, size int, fn func(tx *sql.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := &writeReq{ctx: ctx, fn: fn, size: size, res: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return errClosed
+	}
+	select {
+	case s.reqs <- r:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	s.mu.RUnlock()
+	select {
+	case err := <-r.res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// writer is the goroutine that owns wdb. It exits when reqs is closed and drained.
+func (s *Store) writer() {
+	defer close(s.done)
+	batch := make([]*writeReq, 0, maxBatch)
+	for {
+		r, ok := <-s.reqs
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], r)
+		size := r.size
+	drain:
+		for len(batch) < maxBatch && size < maxBatchBytes {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+				size += r.size
+			default:
+				break drain
+			}
+		}
+		s.commit(batch)
+		clear(batch) // drop references to finished requests
+	}
+}
+
+// commit runs one batch in one transaction and reports each request's outcome.
+func (s *Store) commit(batch []*writeReq) {
+	errs := make([]error, len(batch))
+	fail := func(err error) {
+		for i, r := range batch {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+			r.res <- errs[i]
+		}
+	}
+	// The statements run under Background, not the callers' contexts: cancelling one
+	// caller must not interrupt a statement of the shared transaction.
+	ctx := context.Background()
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		s.log.Error("sqlite: beginning write transaction", "err", err)
+		fail(fmt.Errorf("beginning write transaction: %w", err))
+		return
+	}
+	single := len(batch) == 1
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		if single {
+			// No savepoint needed: a failure rolls back the whole transaction.
+			if err := r.fn(tx); err != nil {
+				tx.Rollback()
+				r.res <- err
+				return
+			}
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+			tx.Rollback()
+			fail(fmt.Errorf("opening savepoint: %w", err))
+			return
+		}
+		if ferr := r.fn(tx); ferr != nil {
+			errs[i] = ferr
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
+				tx.Rollback()
+				fail(fmt.Errorf("rolling back savepoint: %w", err))
+				return
+			}
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
+			tx.Rollback()
+			fail(fmt.Errorf("releasing savepoint: %w", err))
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		s.log.Error("sqlite: committing write batch", "err", err, "writes", len(batch))
+		fail(fmt.Errorf("committing: %w", err))
+		return
+	}
+	for i, r := range batch {
+		r.res <- errs[i]
+	}
+}
+
+// writeStmts are the hot-path statements, prepared once on the write connection.
+type writeStmts struct {
+	deviceExists *sql.Stmt
+	insertEnv    *sql.Stmt
+	envSeq       *sql.Stmt
+	ackEnv       *sql.Stmt
+}
+
+func (w *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
+	for _, p := range []struct {
+		dst   **sql.Stmt
+		query string
+	}{
+		{&w.deviceExists, `SELECT 1 FROM devices WHERE account_id = ? AND id = ?`},
+		{&w.insertEnv, `INSERT INTO envelopes (account_id, device_id, id, server_time, body) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (account_id, device_id, id) DO NOTHING`},
+		{&w.envSeq, `SELECT seq FROM envelopes WHERE account_id = ? AND device_id = ? AND id = ?`},
+		{&w.ackEnv, `DELETE FROM envelopes WHERE account_id = ? AND device_id = ? AND id = ?`},
+	} {
+		st, err := db.PrepareContext(ctx, p.query)
+		if err != nil {
+			w.close()
+			return fmt.Errorf("preparing statement: %w", err)
+		}
+		*p.dst = st
+	}
+	return nil
+}
+
+func (w *writeStmts) close() {
+	for _, st := range []*sql.Stmt{w.deviceExists, w.insertEnv, w.envSeq, w.ackEnv} {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
