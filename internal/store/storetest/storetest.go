@@ -99,7 +99,9 @@ func register(t *testing.T, s store.Store) (store.Account, store.Device) {
 	return acct, dev
 }
 
-func ecKey(id uint32) store.PreKey { return store.PreKey{ID: id, PublicKey: append([]byte{0x05}, randBytes(32)...)} }
+func ecKey(id uint32) store.PreKey {
+	return store.PreKey{ID: id, PublicKey: append([]byte{0x05}, randBytes(32)...)}
+}
 
 func signedKey(id uint32) store.SignedPreKey {
 	return store.SignedPreKey{ID: id, PublicKey: append([]byte{0x05}, randBytes(32)...), Signature: randBytes(64)}
