@@ -44,24 +44,24 @@ type Error struct {
 
 // Stable error codes, one per distinct situation a client may act on.
 const (
-	CodeBadJSON           = "bad_json"            // 400: malformed JSON, unknown or missing field
-	CodeBadRequest        = "bad_request"         // 400: a field has an invalid value
-	CodeInvalidNumber     = "invalid_number"      // 400: not a valid phone number
-	CodeBadSignature      = "bad_signature"       // 400: a prekey signature does not verify
-	CodeUnauthorized      = "unauthorized"        // 401: missing or wrong credentials
-	CodeIncorrectCode     = "incorrect_code"      // 403: wrong verification code
+	CodeBadJSON           = "bad_json"             // 400: malformed JSON, unknown or missing field
+	CodeBadRequest        = "bad_request"          // 400: a field has an invalid value
+	CodeInvalidNumber     = "invalid_number"       // 400: not a valid phone number
+	CodeBadSignature      = "bad_signature"        // 400: a prekey signature does not verify
+	CodeUnauthorized      = "unauthorized"         // 401: missing or wrong credentials
+	CodeIncorrectCode     = "incorrect_code"       // 403: wrong verification code
 	CodeNotVerified       = "session_not_verified" // 403: register before the code was verified
-	CodeNotFound          = "not_found"           // 404: no such account, device or route
-	CodeSessionNotFound   = "session_not_found"   // 404: unknown or expired verification session
-	CodeMismatchedDevices = "mismatched_devices"  // 409: device list differs; see Missing/Extra
-	CodeStaleDevices      = "stale_devices"       // 410: registration ids changed; see Stale
-	CodeTooLarge          = "too_large"           // 413: request or envelope over its limit
-	CodeRateLimited       = "rate_limited"        // 429: try again after Retry-After seconds
-	CodeTooManyAttempts   = "too_many_attempts"   // 429: the session's code attempts are used up
-	CodeNoPreKeys         = "no_prekeys"          // 404: the device has no signed or Kyber prekey
-	CodeSMSUnavailable    = "sms_unavailable"     // 503: the code could not be sent
-	CodeInternal          = "internal"            // 500: the server failed; details are in its log
-	CodeShuttingDown      = "shutting_down"       // 503: the server is stopping
+	CodeNotFound          = "not_found"            // 404: no such account, device or route
+	CodeSessionNotFound   = "session_not_found"    // 404: unknown or expired verification session
+	CodeMismatchedDevices = "mismatched_devices"   // 409: device list differs; see Missing/Extra
+	CodeStaleDevices      = "stale_devices"        // 410: registration ids changed; see Stale
+	CodeTooLarge          = "too_large"            // 413: request or envelope over its limit
+	CodeRateLimited       = "rate_limited"         // 429: try again after Retry-After seconds
+	CodeTooManyAttempts   = "too_many_attempts"    // 429: the session's code attempts are used up
+	CodeNoPreKeys         = "no_prekeys"           // 404: the device has no signed or Kyber prekey
+	CodeSMSUnavailable    = "sms_unavailable"      // 503: the code could not be sent
+	CodeInternal          = "internal"             // 500: the server failed; details are in its log
+	CodeShuttingDown      = "shutting_down"        // 503: the server is stopping
 )
 
 // CreateVerificationRequest starts a registration: POST /v1/verification.
