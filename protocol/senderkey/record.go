@@ -237,6 +237,17 @@ func appendIterationSeed(b []byte, iteration uint32, seed []byte) []byte {
 	return protowire.AppendBytes(b, seed)
 }
 
+// clone returns a deep copy of r. Keys are immutable and shared.
+func (r *Record) clone() *Record {
+	c := &Record{states: make([]*state, len(r.states))}
+	for i, s := range r.states {
+		cs := *s
+		cs.skipped = append([]messageKey(nil), s.skipped...)
+		c.states[i] = &cs
+	}
+	return c
+}
+
 // stateFor returns the state of the chain chainID, or nil.
 func (r *Record) stateFor(chainID uint32) *state {
 	for _, s := range r.states {

@@ -20,11 +20,11 @@ type Store interface {
 	StoreSenderKey(ctx context.Context, sender protocol.Address, distributionID uuid.UUID, r *Record) error
 }
 
-// MemoryStore is a [Store] in memory, safe for concurrent use. It keeps records
-// serialized, so what it returns never aliases what it holds.
+// MemoryStore is a [Store] in memory, safe for concurrent use. It keeps and returns
+// deep copies, so what it returns never aliases what it holds.
 type MemoryStore struct {
 	mu      sync.Mutex
-	records map[memoryKey][]byte
+	records map[memoryKey]*Record
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -36,7 +36,7 @@ type memoryKey struct {
 
 // NewMemoryStore returns an empty [MemoryStore].
 func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{records: make(map[memoryKey][]byte)}
+	return &MemoryStore{records: make(map[memoryKey]*Record)}
 }
 
 // LoadSenderKey implements [Store].
@@ -45,12 +45,12 @@ func (m *MemoryStore) LoadSenderKey(ctx context.Context, sender protocol.Address
 		return nil, err
 	}
 	m.mu.Lock()
-	b, ok := m.records[memoryKey{sender, distributionID}]
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	r, ok := m.records[memoryKey{sender, distributionID}]
 	if !ok {
 		return nil, nil
 	}
-	return NewRecord(b)
+	return r.clone(), nil
 }
 
 // StoreSenderKey implements [Store].
@@ -58,9 +58,9 @@ func (m *MemoryStore) StoreSenderKey(ctx context.Context, sender protocol.Addres
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	b := r.Bytes()
+	c := r.clone()
 	m.mu.Lock()
-	m.records[memoryKey{sender, distributionID}] = b
+	m.records[memoryKey{sender, distributionID}] = c
 	m.mu.Unlock()
 	return nil
 }
