@@ -1,0 +1,430 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/google/uuid"
+
+	"github.com/bastionchat/bastion/api"
+	"github.com/bastionchat/bastion/internal/store"
+)
+
+// Delivery over WebSocket (docs/api.md "WebSocket"). A connection is one goroutine that
+// reads frames; writes happen under a mutex from whoever has something to say: the drain
+// (started on connect and by each wake-up, at most one at a time, gone when the queue is
+// empty), the ping timer, and the reader's pongs. An idle connection costs its reader
+// goroutine, a timer and this struct; gobwas/ws keeps no buffers of its own.
+//
+// Delivery is at least once: envelopes are pushed in Seq order and stay queued until the
+// device acks them; a reconnecting device gets every unacked one again, in order.
+
+const (
+	// wsWindow bounds envelopes sent but not yet acked, so a device that stops acking does
+	// not make the server push its whole queue.
+	wsWindow = 256
+	// wsBatch is how many envelopes one store read returns.
+	wsBatch = 100
+	// wsFrameBytes is the body bytes after which an envelopes frame is cut: clients may
+	// cap their frames, and one 96 KiB body in base64 and JSON is about 130 KB.
+	wsFrameBytes = 256 << 10
+	// wsMaxAckIDs bounds one ack frame.
+	wsMaxAckIDs = 1000
+)
+
+type wsConn struct {
+	s       *Server
+	conn    net.Conn
+	r       io.Reader // conn, or the upgrade's reader when it already holds frame bytes
+	account uuid.UUID
+	device  uint32
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	wmu sync.Mutex // one frame writer at a time
+
+	mu        sync.Mutex
+	cursor    int64 // highest Seq pushed on this connection
+	inflight  map[uuid.UUID]struct{}
+	draining  bool
+	dirty     bool // a wake-up came while draining
+	sentEmpty bool
+	closed    bool
+	ping      *time.Timer
+	unsub     func()
+}
+
+func (s *Server) websocket(w http.ResponseWriter, r *http.Request, d device) error {
+	s.wsMu.Lock()
+	closing := s.wsClosing
+	s.wsMu.Unlock()
+	if closing {
+		return newError(http.StatusServiceUnavailable, api.CodeShuttingDown, "the server is stopping; reconnect shortly")
+	}
+	// The connection log: the only record of where an account connects from, kept only
+	// within the retention window (0 days: not at all).
+	if s.cfg.IPRetentionDays > 0 {
+		if ip := clientAddr(r); ip.IsValid() {
+			if err := s.store.RecordConnection(r.Context(), d.account, ip, s.now()); err != nil {
+				return fmt.Errorf("recording connection: %w", err)
+			}
+		}
+	}
+	conn, rw, _, err := ws.HTTPUpgrader{Timeout: s.cfg.Limits.WSWriteTimeout}.Upgrade(r, w)
+	if err != nil {
+		// The upgrader has answered the client; the error names a header, never a value.
+		if conn != nil {
+			conn.Close()
+		}
+		s.log.Debug("websocket upgrade refused", "err", err)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &wsConn{s: s, conn: conn, r: conn, account: d.account, device: d.id, ctx: ctx, cancel: cancel}
+	if rw.Reader.Buffered() > 0 {
+		c.r = rw.Reader
+	}
+	s.wsMu.Lock()
+	if s.wsClosing {
+		s.wsMu.Unlock()
+		cancel()
+		conn.Close()
+		return nil
+	}
+	s.ws[c] = struct{}{}
+	s.wsWG.Add(1)
+	s.wsMu.Unlock()
+	s.metrics.wsConns.Inc()
+	go c.run()
+	return nil
+}
+
+func (c *wsConn) run() {
+	defer c.s.wsWG.Done()
+	c.mu.Lock()
+	c.unsub = c.s.notify.Subscribe(c.account, c.device, c.kick)
+	c.ping = time.AfterFunc(c.s.cfg.Limits.WSPingInterval, c.sendPing)
+	c.mu.Unlock()
+	c.kick()
+	code, reason := c.readLoop()
+	c.close(code, reason)
+}
+
+// close ends the connection once, with a close frame when code is not zero.
+func (c *wsConn) close(code ws.StatusCode, reason string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	if c.ping != nil {
+		c.ping.Stop()
+	}
+	unsub := c.unsub
+	c.mu.Unlock()
+	if unsub != nil {
+		unsub()
+	}
+	c.cancel()
+	// A writer stuck on a slow peer holds the lock until its deadline; do not wait for it.
+	if code != 0 && c.wmu.TryLock() {
+		c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		c.writeLocked(ws.OpClose, ws.NewCloseFrameBody(code, reason))
+		c.wmu.Unlock()
+	}
+	c.conn.Close()
+	c.s.wsMu.Lock()
+	delete(c.s.ws, c)
+	c.s.wsMu.Unlock()
+	c.s.metrics.wsConns.Dec()
+}
+
+func (c *wsConn) write(op ws.OpCode, p []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	// A peer that does not read within the timeout is dropped, not waited for.
+	c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.Limits.WSWriteTimeout))
+	return c.writeLocked(op, p)
+}
+
+func (c *wsConn) writeLocked(op ws.OpCode, p []byte) error {
+	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(p))}
+	var hb bytes.Buffer
+	hb.Grow(ws.MaxHeaderSize)
+	if err := ws.WriteHeader(&hb, h); err != nil {
+		return err
+	}
+	bufs := net.Buffers{hb.Bytes(), p}
+	_, err := bufs.WriteTo(c.conn)
+	return err
+}
+
+func (c *wsConn) sendPing() {
+	if err := c.write(ws.OpPing, nil); err != nil {
+		c.close(0, "")
+		return
+	}
+	c.mu.Lock()
+	if !c.closed {
+		c.ping.Reset(c.s.cfg.Limits.WSPingInterval)
+	}
+	c.mu.Unlock()
+}
+
+// readLoop reads client frames until the connection ends, and says how to close it.
+func (c *wsConn) readLoop() (ws.StatusCode, string) {
+	limit := c.s.cfg.Limits.MaxWSMessage
+	// Two missed pings: the peer is gone (a half-open connection) or too slow to keep.
+	wait := 2 * c.s.cfg.Limits.WSPingInterval
+	var msg []byte
+	var msgOp ws.OpCode
+	for {
+		c.conn.SetReadDeadline(time.Now().Add(wait))
+		h, err := ws.ReadHeader(c.r)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return ws.StatusGoingAway, "no frame within the keepalive window"
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return 0, ""
+			}
+			return ws.StatusProtocolError, "malformed frame header"
+		}
+		if !h.Masked || h.Rsv != 0 {
+			return ws.StatusProtocolError, "client frames are masked and use no extension"
+		}
+		if h.OpCode.IsControl() {
+			if h.Length > 125 || !h.Fin {
+				return ws.StatusProtocolError, "bad control frame"
+			}
+			p := make([]byte, h.Length)
+			if _, err := io.ReadFull(c.r, p); err != nil {
+				return 0, ""
+			}
+			ws.Cipher(p, h.Mask, 0)
+			switch h.OpCode {
+			case ws.OpPing:
+				if err := c.write(ws.OpPong, p); err != nil {
+					return 0, ""
+				}
+			case ws.OpClose:
+				code, _ := ws.ParseCloseFrameData(p)
+				if code.Empty() {
+					code = ws.StatusNormalClosure
+				}
+				return code, ""
+			}
+			continue
+		}
+		switch {
+		case h.OpCode == ws.OpContinuation && msgOp == 0:
+			return ws.StatusProtocolError, "continuation without a message"
+		case h.OpCode != ws.OpContinuation && msgOp != 0:
+			return ws.StatusProtocolError, "new message inside a fragmented one"
+		case h.OpCode != ws.OpContinuation:
+			msgOp = h.OpCode
+		}
+		// Checked on the header, before reading: a huge frame costs us nothing.
+		if h.Length > limit-int64(len(msg)) {
+			return ws.StatusMessageTooBig, fmt.Sprintf("message over %d bytes", limit)
+		}
+		off := len(msg)
+		msg = append(msg, make([]byte, h.Length)...)
+		if _, err := io.ReadFull(c.r, msg[off:]); err != nil {
+			return 0, ""
+		}
+		ws.Cipher(msg[off:], h.Mask, 0)
+		if !h.Fin {
+			continue
+		}
+		if code, reason := c.handle(msg); code != 0 {
+			return code, reason
+		}
+		msg, msgOp = nil, 0
+	}
+}
+
+// handle processes one client message: an ack.
+func (c *wsConn) handle(p []byte) (ws.StatusCode, string) {
+	var f api.Frame
+	dec := json.NewDecoder(bytes.NewReader(p))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return ws.StatusInvalidFramePayloadData, "malformed JSON frame"
+	}
+	if f.Type != api.FrameAck || len(f.Envelopes) > 0 {
+		return ws.StatusUnsupportedData, `clients send only "ack" frames`
+	}
+	if len(f.IDs) > wsMaxAckIDs {
+		return ws.StatusPolicyViolation, fmt.Sprintf("at most %d ids per ack", wsMaxAckIDs)
+	}
+	if len(f.IDs) == 0 {
+		return 0, ""
+	}
+	if err := c.s.store.Ack(c.ctx, c.account, c.device, f.IDs); err != nil {
+		if c.ctx.Err() == nil {
+			c.s.log.Error("ack failed", "err", err)
+		}
+		return ws.StatusInternalServerError, "internal error"
+	}
+	n := 0
+	c.mu.Lock()
+	for _, id := range f.IDs {
+		if _, ok := c.inflight[id]; ok {
+			delete(c.inflight, id)
+			n++
+		}
+	}
+	if len(c.inflight) == 0 {
+		c.inflight = nil // an idle connection keeps no map
+	}
+	c.mu.Unlock()
+	c.s.metrics.delivered.Add(float64(n))
+	c.kick()
+	return 0, ""
+}
+
+// kick starts a drain, or marks the running one to look again. It never blocks.
+func (c *wsConn) kick() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	if c.draining {
+		c.dirty = true
+		return
+	}
+	c.draining = true
+	c.s.wsWG.Add(1) // the connection's own count is held until close, so this is never from zero
+	go c.drain()
+}
+
+// drain pushes queued envelopes after the cursor until the queue is empty or the window
+// of unacked envelopes is full; acks and wake-ups start it again.
+func (c *wsConn) drain() {
+	defer c.s.wsWG.Done()
+	for {
+		c.mu.Lock()
+		c.dirty = false
+		room := wsWindow - len(c.inflight)
+		if c.closed || room <= 0 {
+			c.draining = false
+			c.mu.Unlock()
+			return
+		}
+		after := c.cursor
+		c.mu.Unlock()
+
+		envs, err := c.s.store.Pending(c.ctx, c.account, c.device, after, min(room, wsBatch))
+		if err != nil {
+			if c.ctx.Err() == nil {
+				c.s.log.Error("reading queue", "err", err)
+			}
+			c.finishDrain()
+			c.close(ws.StatusInternalServerError, "internal error")
+			return
+		}
+		if len(envs) > 0 {
+			// Marked in flight before they are written: the ack can race the write.
+			c.mu.Lock()
+			if c.inflight == nil {
+				c.inflight = make(map[uuid.UUID]struct{}, len(envs))
+			}
+			for _, e := range envs {
+				c.inflight[e.ID] = struct{}{}
+			}
+			c.cursor = envs[len(envs)-1].Seq
+			c.mu.Unlock()
+			if err := c.push(envs); err != nil {
+				c.finishDrain()
+				c.close(0, "")
+				return
+			}
+			continue
+		}
+		c.mu.Lock()
+		if c.dirty {
+			c.mu.Unlock()
+			continue
+		}
+		first := !c.sentEmpty
+		c.sentEmpty = true
+		c.draining = false
+		c.mu.Unlock()
+		if first {
+			p, _ := json.Marshal(api.Frame{Type: api.FrameQueueEmpty})
+			if err := c.write(ws.OpText, p); err != nil {
+				c.close(0, "")
+			}
+		}
+		return
+	}
+}
+
+func (c *wsConn) finishDrain() {
+	c.mu.Lock()
+	c.draining = false
+	c.mu.Unlock()
+}
+
+// push writes envelopes in order, cut into frames of about wsFrameBytes.
+func (c *wsConn) push(envs []store.Envelope) error {
+	f := api.Frame{Type: api.FrameEnvelopes}
+	size := 0
+	flush := func() error {
+		if len(f.Envelopes) == 0 {
+			return nil
+		}
+		p, err := json.Marshal(f)
+		if err != nil {
+			return err
+		}
+		f.Envelopes, size = f.Envelopes[:0], 0
+		return c.write(ws.OpText, p)
+	}
+	for _, e := range envs {
+		if size > 0 && size+len(e.Body) > wsFrameBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		f.Envelopes = append(f.Envelopes, api.Envelope{ID: e.ID, ServerTime: e.ServerTime.UnixMilli(), Body: e.Body})
+		size += len(e.Body)
+	}
+	return flush()
+}
+
+// closeWebSockets tells every connection the server is going away and waits for their
+// goroutines, or for ctx.
+func (s *Server) closeWebSockets(ctx context.Context) error {
+	s.wsMu.Lock()
+	s.wsClosing = true
+	conns := make([]*wsConn, 0, len(s.ws))
+	for c := range s.ws {
+		conns = append(conns, c)
+	}
+	s.wsMu.Unlock()
+	for _, c := range conns {
+		c.close(ws.StatusGoingAway, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() { s.wsWG.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
