@@ -64,10 +64,16 @@ var ErrInvalidProof = errors.New("vrf: invalid proof")
 // PrivateKey is a VRF secret key. It has no String, text or JSON encoding on
 // purpose; keep its seed with [PrivateKey.Seed] where secrets are kept.
 type PrivateKey struct {
+	// The secrets sit behind a pointer so that printing a key with %v
+	// shows an address, not the seed.
+	*secret
+	pub PublicKey
+}
+
+type secret struct {
 	seed   [SeedSize]byte
 	x      *edwards25519.Scalar // secret scalar
 	prefix [32]byte             // second half of SHA-512(seed), for nonces
-	pub    PublicKey
 }
 
 // PublicKey is a validated VRF public key.
@@ -100,7 +106,7 @@ func NewPrivateKey(seed []byte) (*PrivateKey, error) {
 	if err != nil {
 		panic("vrf: clamping a 32-byte string failed: " + err.Error())
 	}
-	k := &PrivateKey{x: x}
+	k := &PrivateKey{secret: &secret{x: x}}
 	copy(k.seed[:], seed)
 	copy(k.prefix[:], h[32:])
 	k.pub.y = edwards25519.NewIdentityPoint().ScalarBaseMult(x)

@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"os"
+	"strings"
 	"testing"
 
 	"filippo.io/edwards25519"
@@ -403,6 +405,20 @@ func BenchmarkVerify(b *testing.B) {
 	for b.Loop() {
 		if _, err := pk.Verify(alpha, pi); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestPrivateKeyDoesNotPrintSeed(t *testing.T) {
+	seed := bytes.Repeat([]byte{0xab}, SeedSize)
+	sk, err := NewPrivateKey(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"%v", "%+v", "%#v", "%x"} {
+		out := fmt.Sprintf(format, sk)
+		if strings.Contains(out, "171 171 171") || strings.Contains(out, "abababab") || strings.Contains(out, "0xab, 0xab") {
+			t.Errorf("Sprintf(%q, key) = %q, shows the seed", format, out)
 		}
 	}
 }
