@@ -75,6 +75,7 @@ const (
 	StateRemoved State = 3
 )
 
+// String returns the state's name.
 func (s State) String() string {
 	switch s {
 	case StateAdded:
@@ -96,6 +97,7 @@ const (
 	KindUsername    LookupKind = 2
 )
 
+// String returns the kind's name.
 func (k LookupKind) String() string {
 	switch k {
 	case KindPhoneNumber:

@@ -22,6 +22,7 @@ type ForkError struct {
 	Err error
 }
 
+// Error describes the fork without any entry contents.
 func (e *ForkError) Error() string {
 	if e.Err == nil {
 		return fmt.Sprintf("kt: log %q forked: two trees of size %d with different hashes", e.Trusted.Origin, e.Trusted.Size)
@@ -30,6 +31,7 @@ func (e *ForkError) Error() string {
 		e.Trusted.Origin, min(e.Trusted.Size, e.Received.Size), max(e.Trusted.Size, e.Received.Size), e.Err)
 }
 
+// Unwrap returns the failed proof's error, if any.
 func (e *ForkError) Unwrap() error { return e.Err }
 
 // Provable reports whether the two signed checkpoints alone prove the fork to
