@@ -256,6 +256,7 @@ func proofLengths(t testing.TB, n int64) (incl, cons int) {
 // TestProofSizes computes proof sizes for large trees without building them
 // and checks them against the RFC 6962 bounds: an inclusion proof has at
 // most ceil(log2 n) hashes, a consistency proof at most ceil(log2 n) + 1.
+// It also checks that the log stores just under two hashes per entry.
 // Run with -v to print the table in docs/bench/kt.md.
 func TestProofSizes(t *testing.T) {
 	for _, n := range []int64{1_000, 1_000_000, 100_000_000, 1_000_000_000} {
@@ -267,6 +268,16 @@ func TestProofSizes(t *testing.T) {
 		if cons > depth+1 || cons < depth-1 {
 			t.Errorf("n=%d: largest consistency proof %d hashes, want about %d", n, cons, depth+1)
 		}
-		t.Logf("| %d | %d | %d B | %d | %d B |", n, incl, incl*tlog.HashSize, cons, cons*tlog.HashSize)
+		stored := tlog.StoredHashCount(n)
+		if stored < 2*n-int64(depth)-1 || stored > 2*n {
+			t.Errorf("n=%d: StoredHashCount = %d, want just under 2n", n, stored)
+		}
+		t.Logf("| %d | %d | %d B | %d | %d B | %d |", n, incl, incl*tlog.HashSize, cons, cons*tlog.HashSize, stored)
 	}
+	signer, _ := newKey(t, "kt.bastion.example")
+	signed, err := kt.SignCheckpoint(signer, tlog.Tree{N: 100_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("signed checkpoint for 100000000 entries, origin %q: %d bytes", signer.Name(), len(signed))
 }
