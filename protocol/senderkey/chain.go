@@ -1,10 +1,6 @@
 package senderkey
 
-import (
-	"crypto/hkdf"
-	"crypto/hmac"
-	"crypto/sha256"
-)
+import "github.com/bastionchat/bastion/protocol/internal/primitives"
 
 // Seeds of the sender chain KDF (libsignal sender_keys.rs, SenderChainKey): HMAC-SHA256
 // of the chain key over one byte, 0x01 for the message key seed and 0x02 for the next
@@ -25,11 +21,7 @@ type chainKey struct {
 }
 
 func (c *chainKey) derive(seed []byte) [32]byte {
-	h := hmac.New(sha256.New, c.key[:])
-	h.Write(seed)
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	return [32]byte(primitives.HMAC(c.key[:], seed))
 }
 
 // messageKey returns the seed of the message key for c's iteration.
@@ -53,7 +45,7 @@ type messageKey struct {
 // keys expands the seed with HKDF-SHA256 (no salt, info "WhisperGroup") into 48 bytes:
 // the CBC IV first (16 bytes), then the AES-256 key (32), in libsignal's order.
 func (k *messageKey) keys() (iv, key []byte) {
-	out, err := hkdf.Key(sha256.New, k.seed[:], nil, groupInfo, 48)
+	out, err := primitives.HKDF(k.seed[:], nil, []byte(groupInfo), 48)
 	if err != nil {
 		panic("senderkey: hkdf refused 48 bytes: " + err.Error()) // far under the 255*32 limit
 	}

@@ -35,6 +35,7 @@ import (
 
 	"github.com/bastionchat/bastion/protocol"
 	"github.com/bastionchat/bastion/protocol/curve"
+	"github.com/bastionchat/bastion/protocol/internal/primitives"
 )
 
 var (
@@ -153,7 +154,10 @@ func Encrypt(ctx context.Context, store Store, sender protocol.Address, distribu
 	}
 	mk := s.chain.messageKey()
 	iv, key := mk.keys()
-	ct := encryptCBC(key, iv, plaintext)
+	ct, err := primitives.EncryptCBC(key, iv, plaintext)
+	if err != nil {
+		return nil, fmt.Errorf("group encrypt: %w", err)
+	}
 	msg, err := newMessage(distributionID, s.chainID, mk.iteration, ct, s.signingPriv)
 	if err != nil {
 		return nil, fmt.Errorf("group encrypt: %w", err)
@@ -195,7 +199,7 @@ func Decrypt(ctx context.Context, store Store, sender protocol.Address, cipherte
 		return nil, err
 	}
 	iv, key := step.key.keys()
-	pt, err := decryptCBC(key, iv, msg.ciphertext)
+	pt, err := primitives.DecryptCBC(key, iv, msg.ciphertext)
 	if err != nil {
 		return nil, ErrInvalidMessage
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bastionchat/bastion/protocol"
 	"github.com/bastionchat/bastion/protocol/curve"
+	"github.com/bastionchat/bastion/protocol/internal/primitives"
 )
 
 var (
@@ -94,6 +95,15 @@ func (p *pair) keyAt(iteration uint32) messageKey {
 	return c.messageKey()
 }
 
+func mustCBC(t testing.TB, key, iv, pt []byte) []byte {
+	t.Helper()
+	ct, err := primitives.EncryptCBC(key, iv, pt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ct
+}
+
 func TestInOrderAndOutOfOrder(t *testing.T) {
 	for _, order := range [][]int{
 		{0, 1, 2, 3, 4},
@@ -150,7 +160,7 @@ func TestDecryptFailureLeavesStore(t *testing.T) {
 	iv, key := mk.keys()
 	// The first block of sixteen zero bytes, without its padding block: signed, on the
 	// right key, but its last byte decrypts to 0x00, which is not PKCS#7.
-	badPad := encryptCBC(key, iv, make([]byte, 16))[:16]
+	badPad := mustCBC(t, key, iv, make([]byte, 16))[:16]
 	flipSig := bytes.Clone(good)
 	flipSig[len(flipSig)-1] ^= 0x01
 	flipBody := bytes.Clone(good)
@@ -202,7 +212,7 @@ func TestForwardJumpLimit(t *testing.T) {
 	body := ct[len(ct)-64-16 : len(ct)-64] // any whole block; the key decides
 	mk := p.keyAt(MaxForwardJumps)
 	iv, key := mk.keys()
-	atLimit := p.forge(t, p.skdm.chainID, MaxForwardJumps, encryptCBC(key, iv, []byte("far")))
+	atLimit := p.forge(t, p.skdm.chainID, MaxForwardJumps, mustCBC(t, key, iv, []byte("far")))
 	if got, err := p.decrypt(p.forge(t, p.skdm.chainID, MaxForwardJumps+1, body)); !errors.Is(err, ErrInvalidMessage) {
 		t.Errorf("Decrypt(iteration %d) = %q, %v, want ErrInvalidMessage", MaxForwardJumps+1, got, err)
 	}
