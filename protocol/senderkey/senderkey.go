@@ -17,6 +17,11 @@
 // changes and rotation are the caller's job, and the distribution message itself must
 // travel inside an authenticated 1:1 session.
 //
+// Each function loads a record, changes it and stores it back: calls for the same
+// sender and group must not run concurrently (two concurrent [Encrypt] calls would use
+// one message key twice). The caller serializes them, as libsignal's exclusive store
+// borrow does.
+//
 // Every failure to decrypt leaves the [Store] as it was, and looks the same to whoever
 // sent the message: [ErrInvalidMessage] without detail, apart from [ErrNoSenderKey] (we
 // hold no chain for it: ask the sender for its distribution message) and

@@ -473,3 +473,37 @@ func TestMemoryStoreHonoursContext(t *testing.T) {
 		t.Errorf("Create(cancelled) = %v, want context.Canceled", err)
 	}
 }
+
+// MemoryStore serves many senders at once (one goroutine per sender, as the package
+// documentation asks); the race detector checks its locking.
+func TestMemoryStoreConcurrentSenders(t *testing.T) {
+	ctx := context.Background()
+	own, member := NewMemoryStore(), NewMemoryStore()
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			sender := protocol.Address{Name: alice.Name, DeviceID: uint32(i + 1)}
+			skdm, err := Create(ctx, own, sender, group)
+			if err == nil {
+				err = Process(ctx, member, sender, skdm)
+			}
+			var ct []byte
+			if err == nil {
+				ct, err = Encrypt(ctx, own, sender, group, []byte{byte(i)})
+			}
+			var pt []byte
+			if err == nil {
+				pt, err = Decrypt(ctx, member, sender, ct)
+			}
+			if err == nil && (len(pt) != 1 || pt[0] != byte(i)) {
+				err = fmt.Errorf("sender %d: Decrypt() = %x, want %02x", i, pt, i)
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
