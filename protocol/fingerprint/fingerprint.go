@@ -89,15 +89,16 @@ func digest(iterations int, id []byte, key *curve.PublicKey) [sha512.Size]byte {
 	h.Write(k)
 	h.Write(id)
 	h.Write(k)
-	var out [sha512.Size]byte
-	h.Sum(out[:0])
+	// Every later round hashes the previous digest || key: one fixed buffer, no
+	// allocation per round.
+	var buf [sha512.Size + curve.PublicKeySize]byte
+	h.Sum(buf[:0])
+	copy(buf[sha512.Size:], k)
 	for i := 1; i < iterations; i++ {
-		h.Reset()
-		h.Write(out[:])
-		h.Write(k)
-		h.Sum(out[:0])
+		d := sha512.Sum512(buf[:])
+		copy(buf[:sha512.Size], d[:])
 	}
-	return out
+	return [sha512.Size]byte(buf[:sha512.Size])
 }
 
 // half renders a digest's first 30 bytes as 30 digits.
