@@ -230,3 +230,17 @@ func TestInteropWriteVectors(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkLibsignalEncryptDecrypt256 measures libsignal's sender-key encrypt+decrypt
+// of 256 bytes inside the Node peer (its in-memory stores, through the N-API binding),
+// to set beside BenchmarkEncryptDecrypt256. ns/op includes the peer round trip; the
+// libsignal-ns/op metric is the peer's own timing.
+func BenchmarkLibsignalEncryptDecrypt256(b *testing.B) {
+	p := libsignal.StartForTest(b)
+	b.ResetTimer()
+	r, err := p.Bench(libsignal.BenchGroup, b.N)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(r.NsPerOp), "libsignal-ns/op")
+}
