@@ -8,6 +8,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/bastionchat/bastion/interop/libsignal"
@@ -336,6 +338,38 @@ func TestInteropEncoding(t *testing.T) {
 	if got := pre.Marshal([]byte{lm.Ciphertext[0]}); !bytes.Equal(got, lm.Ciphertext) {
 		t.Errorf("re-encoded libsignal PreKeySignalMessage differs:\n got %x\nwant %x", got, lm.Ciphertext)
 	}
+	// libsignal answers Go's reply with a SignalMessage.
+	if _, err := bob.cipher.Decrypt(ctx, aliceID, fromLibMessage(t, lm)); err != nil {
+		t.Fatalf("Go Decrypt(libsignal PreKey message) = %v", err)
+	}
+	gr := bob.encrypt(t, &party{addr: aliceID}, "z")
+	if _, err := peer.Decrypt("enc-alice", toLib(bobID), toLibMessage(gr)); err != nil {
+		t.Fatalf("libsignal Decrypt(Go reply) = %v", err)
+	}
+	ls, err := peer.Encrypt("enc-alice", toLib(bobID), []byte("w"))
+	if err != nil || ls.Type != libsignal.TypeWhisper {
+		t.Fatalf("libsignal Encrypt after reply = %v, %v", ls.Type, err)
+	}
+	rec, _ := bob.store.LoadSession(ctx, aliceID)
+	const dist = "dddddddd-0000-4000-8000-000000000009"
+	skdm, err := peer.SenderKeyCreate("enc-alice", toLib(aliceID), dist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skm, err := peer.GroupEncrypt("enc-alice", toLib(aliceID), dist, []byte("group"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTestdata(t, map[string][]byte{
+		"senderkeydistributionmessage/libsignal-0.90.0.bin": skdm,
+		"senderkeymessage/libsignal-0.90.0.bin":             skm,
+		"prekeysignalmessage/libsignal-0.90.0.bin": lm.Ciphertext,
+		"prekeysignalmessage/bastion.bin":          m.Bytes(),
+		"signalmessage/libsignal-0.90.0.bin":       ls.Ciphertext,
+		"signalmessage/bastion.bin":                gr.Bytes(),
+		"record/bastion.bin":                       rec.Bytes(),
+	})
+
 	var sm proto.SignalMessage
 	inner := pre.Message
 	if err := sm.Unmarshal(inner[1 : len(inner)-8]); err != nil {
@@ -343,5 +377,22 @@ func TestInteropEncoding(t *testing.T) {
 	}
 	if got := sm.Marshal([]byte{inner[0]}); !bytes.Equal(got, inner[:len(inner)-8]) {
 		t.Errorf("re-encoded libsignal SignalMessage differs:\n got %x\nwant %x", got, inner[:len(inner)-8])
+	}
+}
+
+// writeTestdata refreshes the fuzz seeds in testdata/ from a live interop run when
+// BASTION_UPDATE_TESTDATA=1.
+func writeTestdata(t *testing.T, files map[string][]byte) {
+	if os.Getenv("BASTION_UPDATE_TESTDATA") != "1" {
+		return
+	}
+	for name, b := range files {
+		p := filepath.Join("testdata", name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -98,40 +98,43 @@ func fuzzRoundTrip(t *testing.T, name string, in []byte) {
 	}
 }
 
-// seed adds the samples and every file in ../testdata/<dir> to f.
-func seed(f *testing.F, name, dir string) {
+// seed adds the sample and every file in ../testdata/<dir> to f, minus the framing
+// (version byte, trailing MAC or signature) around the protobuf.
+func seed(f *testing.F, name, dir string, front, back int) {
 	f.Add(samples()[name].Marshal(nil))
-	files, _ := filepath.Glob(filepath.Join("..", "testdata", dir, "*"))
+	files, _ := filepath.Glob(filepath.Join("..", "testdata", dir, "*.bin"))
 	for _, p := range files {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(b)
+		if len(b) >= front+back {
+			f.Add(b[front : len(b)-back])
+		}
 	}
 }
 
 func FuzzSignalMessage(f *testing.F) {
-	seed(f, "SignalMessage", "signalmessage-body")
+	seed(f, "SignalMessage", "signalmessage", 1, 8)
 	f.Fuzz(func(t *testing.T, b []byte) { fuzzRoundTrip(t, "SignalMessage", b) })
 }
 
 func FuzzPreKeySignalMessage(f *testing.F) {
-	seed(f, "PreKeySignalMessage", "prekeymessage-body")
+	seed(f, "PreKeySignalMessage", "prekeysignalmessage", 1, 0)
 	f.Fuzz(func(t *testing.T, b []byte) { fuzzRoundTrip(t, "PreKeySignalMessage", b) })
 }
 
 func FuzzSenderKeyMessage(f *testing.F) {
-	seed(f, "SenderKeyMessage", "senderkeymessage-body")
+	seed(f, "SenderKeyMessage", "senderkeymessage", 1, 64)
 	f.Fuzz(func(t *testing.T, b []byte) { fuzzRoundTrip(t, "SenderKeyMessage", b) })
 }
 
 func FuzzSenderKeyDistributionMessage(f *testing.F) {
-	seed(f, "SenderKeyDistributionMessage", "skdm-body")
+	seed(f, "SenderKeyDistributionMessage", "senderkeydistributionmessage", 1, 0)
 	f.Fuzz(func(t *testing.T, b []byte) { fuzzRoundTrip(t, "SenderKeyDistributionMessage", b) })
 }
 
 func FuzzRecord(f *testing.F) {
-	seed(f, "Record", "record")
+	seed(f, "Record", "record", 0, 0)
 	f.Fuzz(func(t *testing.T, b []byte) { fuzzRoundTrip(t, "Record", b) })
 }
