@@ -39,7 +39,7 @@ func (c Checkpoint) Tree() tlog.Tree {
 	return tlog.Tree{N: c.Size, Hash: c.Hash}
 }
 
-// Same reports whether a and b commit to the same tree of the same log,
+// Same reports whether c and other commit to the same tree of the same log,
 // regardless of who signed them.
 func (c Checkpoint) Same(other Checkpoint) bool {
 	return c.Origin == other.Origin && c.Size == other.Size && c.Hash == other.Hash
