@@ -363,11 +363,11 @@ func TestInteropEncoding(t *testing.T) {
 	writeTestdata(t, map[string][]byte{
 		"senderkeydistributionmessage/libsignal-0.90.0.bin": skdm,
 		"senderkeymessage/libsignal-0.90.0.bin":             skm,
-		"prekeysignalmessage/libsignal-0.90.0.bin": lm.Ciphertext,
-		"prekeysignalmessage/bastion.bin":          m.Bytes(),
-		"signalmessage/libsignal-0.90.0.bin":       ls.Ciphertext,
-		"signalmessage/bastion.bin":                gr.Bytes(),
-		"record/bastion.bin":                       rec.Bytes(),
+		"prekeysignalmessage/libsignal-0.90.0.bin":          lm.Ciphertext,
+		"prekeysignalmessage/bastion.bin":                   m.Bytes(),
+		"signalmessage/libsignal-0.90.0.bin":                ls.Ciphertext,
+		"signalmessage/bastion.bin":                         gr.Bytes(),
+		"record/bastion.bin":                                rec.Bytes(),
 	})
 
 	var sm proto.SignalMessage

@@ -19,7 +19,7 @@ import (
 
 // started returns Alice and Bob with a session Alice initiated, and Alice's first
 // (PreKey) message, not yet delivered.
-func started(t *testing.T) (alice, bob *party, first protocol.CiphertextMessage) {
+func started(t testing.TB) (alice, bob *party, first protocol.CiphertextMessage) {
 	t.Helper()
 	alice = newParty(t, aliceID, 1)
 	bob = newParty(t, bobID, 2)
@@ -30,7 +30,7 @@ func started(t *testing.T) (alice, bob *party, first protocol.CiphertextMessage)
 }
 
 // established returns Alice and Bob after one message each way.
-func established(t *testing.T) (alice, bob *party) {
+func established(t testing.TB) (alice, bob *party) {
 	t.Helper()
 	alice, bob, first := started(t)
 	bob.mustDecrypt(t, alice, first, "first")
@@ -39,7 +39,7 @@ func established(t *testing.T) (alice, bob *party) {
 }
 
 // rewrite re-encodes a PreKeySignalMessage after edit changed its fields.
-func rewrite(t *testing.T, m protocol.CiphertextMessage, edit func(*proto.PreKeySignalMessage)) []byte {
+func rewrite(t testing.TB, m protocol.CiphertextMessage, edit func(*proto.PreKeySignalMessage)) []byte {
 	t.Helper()
 	b := m.Bytes()
 	var body proto.PreKeySignalMessage
