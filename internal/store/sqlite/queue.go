@@ -9,17 +9,13 @@ import (
 
 	"github.com/bastionchat/bastion/internal/store"
 	"github.com/google/uuid"
+	modernc "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // expireChunk bounds how many envelopes one expiry write deletes, so that the janitor
 // never holds the writer (and every sender behind it) for long.
 const expireChunk = 5000
-
-// queueKey is one destination device.
-type queueKey struct {
-	account uuid.UUID
-	device  uint32
-}
 
 // Enqueue implements [store.Queue]. The call joins the writer's next batch: it returns nil
 // once the transaction holding its envelopes has committed with synchronous=FULL, that is,
@@ -43,25 +39,17 @@ func (s *Store) Enqueue(ctx context.Context, envs []*store.Envelope) error {
 	}
 	seqs := make([]int64, len(in))
 	err := s.write(ctx, size, func(tx *sql.Tx) error {
-		known := make(map[queueKey]bool, 1)
 		insert := tx.Stmt(s.stmts.insertEnv)
 		var lookup *sql.Stmt
 		for i := range in {
 			e := &in[i]
-			k := queueKey{e.Account, e.Device}
-			ok, seen := known[k]
-			if !seen {
-				var err error
-				if ok, err = s.deviceExists(tx, e.Account, e.Device); err != nil {
-					return err
-				}
-				known[k] = ok
-			}
-			if !ok {
-				return store.ErrNotFound
-			}
 			res, err := insert.Exec(e.Account[:], e.Device, e.ID[:], dbTime(e.ServerTime), e.Body)
 			if err != nil {
+				// The foreign key on (account_id, device_id) is the device check: one
+				// index probe inside the insert, not a query of its own.
+				if isForeignKeyError(err) {
+					return store.ErrNotFound
+				}
 				return err
 			}
 			n, err := res.RowsAffected()
@@ -169,4 +157,10 @@ func (s *Store) ExpireBefore(ctx context.Context, t time.Time) (int64, error) {
 			return total, nil
 		}
 	}
+}
+
+// isForeignKeyError reports whether err is SQLite's foreign key violation.
+func isForeignKeyError(err error) bool {
+	var e *modernc.Error
+	return errors.As(err, &e) && e.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
 }

@@ -1,0 +1,215 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/bastionchat/bastion/internal/store"
+	"github.com/google/uuid"
+)
+
+// TestCloseDrains checks that Close lets every submitted write finish: each Enqueue that
+// returned nil before or during Close is in the database when it is opened again.
+func TestCloseDrains(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bastion.db")
+	ctx := context.Background()
+	s, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatalf("Open() = %v", err)
+	}
+	acct, _, err := s.Register(ctx, "+14155550111", make([]byte, 33), store.Device{ID: 1, CredentialHash: make([]byte, 32)})
+	if err != nil {
+		t.Fatalf("Register() = %v", err)
+	}
+	var (
+		mu     sync.Mutex
+		stored []uuid.UUID
+		wg     sync.WaitGroup
+		start  = make(chan struct{})
+	)
+	for range 32 {
+		wg.Go(func() {
+			<-start
+			for {
+				e := &store.Envelope{ID: uuid.New(), Account: acct.ID, Device: 1, ServerTime: time.Now(), Body: []byte("x")}
+				err := s.Enqueue(ctx, []*store.Envelope{e})
+				if err != nil {
+					if !errors.Is(err, errClosed) {
+						t.Errorf("Enqueue() during Close = %v, want nil or the closed error", err)
+					}
+					return
+				}
+				mu.Lock()
+				stored = append(stored, e.ID)
+				mu.Unlock()
+			}
+		})
+	}
+	close(start)
+	time.Sleep(20 * time.Millisecond) // let writes pile up; the assertions do not depend on it
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		t.Errorf("Close() twice = %v, want nil", err)
+	}
+
+	s, err = Open(ctx, path, nil)
+	if err != nil {
+		t.Fatalf("Open() again = %v", err)
+	}
+	defer s.Close()
+	got, err := s.Pending(ctx, acct.ID, 1, 0, 1<<30)
+	if err != nil {
+		t.Fatalf("Pending() = %v", err)
+	}
+	have := map[uuid.UUID]bool{}
+	for _, e := range got {
+		have[e.ID] = true
+	}
+	for _, id := range stored {
+		if !have[id] {
+			t.Errorf("envelope %v acknowledged before Close is missing after reopening", id)
+		}
+	}
+}
+
+// TestCancelledCaller checks that a caller whose context ends does not disturb the others
+// in its batch.
+func TestCancelledCaller(t *testing.T) {
+	s := openTemp(t)
+	defer s.Close()
+	ctx := context.Background()
+	acct, _, err := s.Register(ctx, "+14155550112", make([]byte, 33), store.Device{ID: 1, CredentialHash: make([]byte, 32)})
+	if err != nil {
+		t.Fatalf("Register() = %v", err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	e := &store.Envelope{ID: uuid.New(), Account: acct.ID, Device: 1, ServerTime: time.Now(), Body: []byte("x")}
+	if err := s.Enqueue(cancelled, []*store.Envelope{e}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Enqueue(cancelled) = %v, want context.Canceled", err)
+	}
+	ok := &store.Envelope{ID: uuid.New(), Account: acct.ID, Device: 1, ServerTime: time.Now(), Body: []byte("y")}
+	if err := s.Enqueue(ctx, []*store.Envelope{ok}); err != nil {
+		t.Fatalf("Enqueue() = %v", err)
+	}
+	got, err := s.Pending(ctx, acct.ID, 1, 0, 10)
+	if err != nil || len(got) != 1 || got[0].ID != ok.ID {
+		t.Errorf("Pending() = %d envelopes, %v; want only the uncancelled one", len(got), err)
+	}
+}
+
+func TestPragmas(t *testing.T) {
+	s := openTemp(t)
+	defer s.Close()
+	tests := []struct {
+		pragma string
+		want   string
+	}{
+		{"journal_mode", "wal"},
+		{"synchronous", "2"}, // FULL
+		{"foreign_keys", "1"},
+		{"busy_timeout", "10000"},
+	}
+	for _, tc := range tests {
+		var got string
+		// Ask the writer's own connection: that is where durability is decided.
+		err := s.write(context.Background(), 0, func(tx *sql.Tx) error {
+			return tx.QueryRow("PRAGMA " + tc.pragma).Scan(&got)
+		})
+		if err != nil || got != tc.want {
+			t.Errorf("PRAGMA %s = %q, %v; want %q", tc.pragma, got, err, tc.want)
+		}
+	}
+	var fk string
+	if err := s.rdb.QueryRow("PRAGMA foreign_keys").Scan(&fk); err != nil || fk != "1" {
+		t.Errorf("read pool PRAGMA foreign_keys = %q, %v; want 1", fk, err)
+	}
+	if _, err := s.rdb.Exec("DELETE FROM accounts"); err == nil {
+		t.Errorf("read pool DELETE = nil, want an error (read-only)")
+	}
+}
+
+func TestMigrations(t *testing.T) {
+	ms, err := migrations(migrationFS)
+	if err != nil || len(ms) == 0 || schemaVersion() != len(ms) {
+		t.Fatalf("migrations(embedded) = %d, %v; want them numbered from 1", len(ms), err)
+	}
+	bad := []struct {
+		name string
+		fs   fstest.MapFS
+	}{
+		{"gap", fstest.MapFS{"migrations/0001_a.sql": {}, "migrations/0003_c.sql": {}}},
+		{"no number", fstest.MapFS{"migrations/init.sql": {}}},
+		{"zero", fstest.MapFS{"migrations/0000_a.sql": {}}},
+		{"duplicate", fstest.MapFS{"migrations/0001_a.sql": {}, "migrations/0001_b.sql": {}}},
+	}
+	for _, tc := range bad {
+		if _, err := migrations(tc.fs); err == nil {
+			t.Errorf("migrations(%s) = nil error, want one", tc.name)
+		}
+	}
+}
+
+// TestNewerSchemaRefused checks that a database written by a newer binary is not opened.
+func TestNewerSchemaRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bastion.db")
+	ctx := context.Background()
+	s, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatalf("Open() = %v", err)
+	}
+	err = s.write(ctx, 0, func(tx *sql.Tx) error {
+		_, err := tx.Exec("UPDATE schema_version SET version = version + 1")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err := Open(ctx, path, nil); err == nil || !strings.Contains(err.Error(), "newer") {
+		if err == nil {
+			s.Close()
+		}
+		t.Errorf("Open(newer schema) = %v, want a refusal", err)
+	}
+}
+
+// TestMigrationAtomic checks that a failing migration leaves the schema at the version
+// before it, not half applied.
+func TestMigrationAtomic(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bastion.db")
+	ctx := context.Background()
+	s, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatalf("Open() = %v", err)
+	}
+	ms, _ := migrations(migrationFS)
+	broken := append(ms, migration{version: len(ms) + 1, name: "broken.sql",
+		sql: "CREATE TABLE half_done (x INTEGER); THIS IS NOT SQL;"})
+	err = s.write(ctx, 0, func(tx *sql.Tx) error { return nil }) // writer is idle from here
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := applyMigrations(ctx, s.cdb, broken, s.log); err == nil {
+		t.Fatalf("applyMigrations(broken) = nil, want an error")
+	}
+	var v int
+	if err := s.rdb.QueryRow("SELECT version FROM schema_version").Scan(&v); err != nil || v != len(ms) {
+		t.Errorf("schema version after a failed migration = %d, %v; want %d", v, err, len(ms))
+	}
+	var n int
+	if err := s.rdb.QueryRow("SELECT COUNT(*) FROM sqlite_master WHERE name = 'half_done'").Scan(&n); err != nil || n != 0 {
+		t.Errorf("tables from the failed migration = %d, %v; want 0", n, err)
+	}
+	s.Close()
+}
