@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"filippo.io/edwards25519"
 	"filippo.io/edwards25519/field"
@@ -47,6 +48,18 @@ var ErrInvalidKey = errors.New("curve: invalid key")
 // PublicKey is a Curve25519 public key. The zero value is not a valid key.
 type PublicKey struct {
 	u [32]byte
+
+	// The Edwards form for XEdDSA verification, computed on first use: it costs an
+	// inversion and a square root, which a key that only ever does X25519 never needs.
+	edOnce sync.Once
+	ed     *edwardsKey
+}
+
+// edwardsKey is a Montgomery key's Edwards image for both signs of x, as a verifier
+// needs it: the point with its negation, and their encodings (hashed into the challenge).
+type edwardsKey struct {
+	point, neg  *edwards25519.Point
+	enc, negEnc []byte
 }
 
 // NewPublicKey validates a serialized public key: 0x05 followed by 32 bytes.
@@ -102,6 +115,12 @@ type PrivateKey struct {
 	k   [32]byte
 	dh  *ecdh.PrivateKey
 	pub *PublicKey
+
+	// The signing scalar and Edwards public key, computed on first Sign: ephemeral
+	// ratchet keys never sign, so they should not pay a base-point multiplication.
+	signOnce sync.Once
+	a        *edwards25519.Scalar
+	bigA     []byte
 }
 
 // GeneratePrivateKey makes a new private key from 32 bytes of rand (nil means
@@ -180,11 +199,14 @@ func (k *PrivateKey) Sign(r io.Reader, msg []byte) ([]byte, error) {
 	if _, err := io.ReadFull(r, z[:]); err != nil {
 		return nil, fmt.Errorf("signing: %w", err)
 	}
-	a, err := edwards25519.NewScalar().SetBytesWithClamping(k.k[:])
-	if err != nil {
-		panic("curve: clamped scalar rejected: " + err.Error()) // 32 bytes always fit
-	}
-	bigA := new(edwards25519.Point).ScalarBaseMult(a).Bytes()
+	k.signOnce.Do(func() {
+		a, err := edwards25519.NewScalar().SetBytesWithClamping(k.k[:])
+		if err != nil {
+			panic("curve: clamped scalar rejected: " + err.Error()) // 32 bytes always fit
+		}
+		k.a, k.bigA = a, new(edwards25519.Point).ScalarBaseMult(a).Bytes()
+	})
+	a, bigA := k.a, k.bigA
 	signBit := bigA[31] & 0x80
 
 	h := sha512.New()
@@ -220,27 +242,40 @@ func (k *PublicKey) Verify(msg, sig []byte) bool {
 	if len(sig) != SignatureSize {
 		return false
 	}
-	var u field.Element
-	if _, err := u.SetBytes(k.u[:]); err != nil {
+	k.edOnce.Do(func() { k.ed = toEdwards(k.u[:]) })
+	if k.ed == nil {
 		return false
+	}
+	bigA, aEnc := k.ed.point, k.ed.enc
+	if sig[63]&0x80 != 0 {
+		bigA, aEnc = k.ed.neg, k.ed.negEnc
+	}
+	var s [32]byte
+	copy(s[:], sig[32:])
+	s[31] &= 0x7F
+	return verifyEdwards(bigA, aEnc, msg, sig[:32], s[:])
+}
+
+// toEdwards maps a Montgomery u-coordinate to its Edwards point with x of sign 0 and
+// that point's negation, or nil where the map is undefined or lands on no point.
+func toEdwards(uBytes []byte) *edwardsKey {
+	var u field.Element
+	if _, err := u.SetBytes(uBytes); err != nil {
+		return nil
 	}
 	// The birational map y = (u-1)/(u+1) is undefined at u = -1.
 	one := new(field.Element).One()
 	uPlus1 := new(field.Element).Add(&u, one)
 	if uPlus1.Equal(new(field.Element).Zero()) == 1 {
-		return false
+		return nil
 	}
 	y := new(field.Element).Multiply(new(field.Element).Subtract(&u, one), new(field.Element).Invert(uPlus1))
-	yb := y.Bytes()
-	yb[31] |= sig[63] & 0x80
-	bigA, err := new(edwards25519.Point).SetBytes(yb)
+	p, err := new(edwards25519.Point).SetBytes(y.Bytes())
 	if err != nil {
-		return false
+		return nil
 	}
-	var s [64]byte
-	copy(s[:], sig[32:])
-	s[31] &= 0x7F
-	return verifyEdwards(bigA, bigA.Bytes(), msg, sig[:32], s[:32])
+	neg := new(edwards25519.Point).Negate(p)
+	return &edwardsKey{point: p, neg: neg, enc: p.Bytes(), negEnc: neg.Bytes()}
 }
 
 // verifyEdwards is the Ed25519 verification equation R == [s]B - [H(R||A||M)]A shared by
