@@ -11,6 +11,7 @@ import (
 )
 
 func TestRegistrationHappyPath(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	c := h.register("+1 (415) 555-0101", 3)
 	if c.account.Version() != 4 || c.device != 1 {
@@ -43,6 +44,7 @@ func TestRegistrationHappyPath(t *testing.T) {
 }
 
 func TestReregistrationKeepsAccountID(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	a := h.register("+14155550102", 1)
 	b := h.register("+14155550102", 1)
@@ -54,6 +56,7 @@ func TestReregistrationKeepsAccountID(t *testing.T) {
 }
 
 func TestInvalidNumber(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	for _, n := range []string{"", "4155550100", "+1 415", "+999 1234567", "+14155550100abc", "+1" + string(make([]byte, 40))} {
 		r := h.do("POST", "/v1/verification", api.CreateVerificationRequest{Number: n}, nil)
@@ -62,6 +65,7 @@ func TestInvalidNumber(t *testing.T) {
 }
 
 func TestWrongCodeAndAttemptCap(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, func(c *Config) { c.Limits.CodeAttempts = 3 })
 	const number = "+14155550103"
 	h.secret(number)
@@ -95,6 +99,7 @@ func TestWrongCodeAndAttemptCap(t *testing.T) {
 }
 
 func TestCodeExpires(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	const number = "+14155550104"
 	h.secret(number)
@@ -106,6 +111,7 @@ func TestCodeExpires(t *testing.T) {
 }
 
 func TestRegisterNeedsVerifiedSession(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	const number = "+14155550105"
 	h.secret(number)
@@ -137,6 +143,7 @@ func TestRegisterNeedsVerifiedSession(t *testing.T) {
 // TestSameAnswerRegisteredOrNot: before the code is proven, nothing tells a registered
 // number from a new one.
 func TestSameAnswerRegisteredOrNot(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	h.register("+14155550107", 0)
 	answers := map[string][]string{}
@@ -164,6 +171,7 @@ func TestSameAnswerRegisteredOrNot(t *testing.T) {
 }
 
 func TestVerificationRateLimits(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		edit    func(*Limits)
@@ -206,6 +214,7 @@ func TestVerificationRateLimits(t *testing.T) {
 }
 
 func TestSMSFailure(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	h.sms.fail = true
 	h.secret("+14155550120")

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -50,7 +51,8 @@ type wsConn struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 
-	wmu sync.Mutex // one frame writer at a time
+	wmu    sync.Mutex  // one frame writer at a time
+	ending atomic.Bool // set by close: no more frames but the close frame
 
 	mu        sync.Mutex
 	cursor    int64 // highest Seq pushed on this connection
@@ -136,13 +138,16 @@ func (c *wsConn) close(code ws.StatusCode, reason string) {
 		unsub()
 	}
 	c.cancel()
-	// A writer stuck on a slow peer holds the lock until its deadline; do not wait for it.
-	if code != 0 && c.wmu.TryLock() {
+	c.ending.Store(true)
+	// A writer stuck on a slow peer is cut short, so the close frame waits at most 1 s.
+	c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	c.wmu.Lock()
+	if code != 0 {
 		c.conn.SetWriteDeadline(time.Now().Add(time.Second))
 		c.writeLocked(ws.OpClose, ws.NewCloseFrameBody(code, reason))
-		c.wmu.Unlock()
 	}
 	c.conn.Close()
+	c.wmu.Unlock()
 	c.s.wsMu.Lock()
 	delete(c.s.ws, c)
 	c.s.wsMu.Unlock()
@@ -152,6 +157,9 @@ func (c *wsConn) close(code ws.StatusCode, reason string) {
 func (c *wsConn) write(op ws.OpCode, p []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.ending.Load() {
+		return net.ErrClosed
+	}
 	// A peer that does not read within the timeout is dropped, not waited for.
 	c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.Limits.WSWriteTimeout))
 	return c.writeLocked(op, p)
