@@ -210,7 +210,15 @@ func (p *Peer) GroupEncrypt(party string, sender Address, distributionID string,
 	var r struct {
 		Ciphertext []byte `json:"ciphertext"`
 	}
-	err := p.Call("group_encrypt", senderArgs{Party: party, Sender: sender, DistributionID: distributionID, Plaintext: plaintext}, &r)
+	// Its own argument type: senderArgs omits an empty plaintext, and an empty group
+	// message is a case worth sending.
+	args := struct {
+		Party          string  `json:"party"`
+		Sender         Address `json:"sender"`
+		DistributionID string  `json:"distribution_id"`
+		Plaintext      []byte  `json:"plaintext"`
+	}{party, sender, distributionID, append([]byte{}, plaintext...)}
+	err := p.Call("group_encrypt", args, &r)
 	return r.Ciphertext, err
 }
 

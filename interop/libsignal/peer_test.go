@@ -296,6 +296,13 @@ func TestSenderKeys(t *testing.T) {
 	if _, err := p.GroupDecrypt("bob", carolAddr, msgs[0]); err == nil {
 		t.Fatal("GroupDecrypt(unknown sender) = nil error, want an error")
 	}
+	empty, err := p.GroupEncrypt("alice", aliceAddr, distID, nil)
+	if err != nil {
+		t.Fatalf("GroupEncrypt(empty) = %v", err)
+	}
+	if got, err := p.GroupDecrypt("carol", aliceAddr, empty); err != nil || len(got) != 0 {
+		t.Fatalf("GroupDecrypt(empty message) = %q, %v; want empty, nil", got, err)
+	}
 }
 
 func TestFingerprint(t *testing.T) {
