@@ -78,7 +78,7 @@ func (c *Cipher) ProcessPreKeyBundle(ctx context.Context, remote Address, bundle
 	if err != nil {
 		return fmt.Errorf("processing bundle: %w", err)
 	}
-	st, err := initiate(c.rand(), identity, bundle)
+	st, ratchetKey, err := initiate(c.rand(), identity, bundle)
 	if err != nil {
 		return fmt.Errorf("processing bundle: %w", err)
 	}
@@ -88,7 +88,7 @@ func (c *Cipher) ProcessPreKeyBundle(ctx context.Context, remote Address, bundle
 	if _, err := c.Stores.Identity.SaveIdentity(ctx, remote, bundle.IdentityKey); err != nil {
 		return fmt.Errorf("processing bundle: saving identity: %w", err)
 	}
-	rec.promoteState(st)
+	rec.promoteState(st, ratchetKey)
 	if err := c.Stores.Sessions.StoreSession(ctx, remote, rec); err != nil {
 		return fmt.Errorf("processing bundle: storing session: %w", err)
 	}
@@ -316,7 +316,7 @@ func (c *Cipher) respond(ctx context.Context, rec *SessionRecord, m *PreKeySigna
 	}
 	st.LocalRegistrationID = regID
 	st.RemoteRegistrationID = m.body.RegistrationID
-	rec.promoteState(st)
+	rec.promoteState(st, signed.Private)
 	return true, nil
 }
 
@@ -326,9 +326,9 @@ func (c *Cipher) respond(ctx context.Context, rec *SessionRecord, m *PreKeySigna
 func (c *Cipher) decryptRecord(rec *SessionRecord, remote Address, m *SignalMessage, preKey bool) ([]byte, error) {
 	if rec.current != nil {
 		st := cloneState(rec.current)
-		pt, err := c.decryptState(st, remote, m)
+		pt, key, err := c.decryptState(st, remote, m, rec.ratchetKey)
 		if err == nil {
-			rec.current = st
+			rec.current, rec.ratchetKey = st, key
 			return pt, nil
 		}
 		if errors.Is(err, ErrDuplicateMessage) || preKey {
@@ -340,9 +340,9 @@ func (c *Cipher) decryptRecord(rec *SessionRecord, remote Address, m *SignalMess
 		if err != nil {
 			return nil, err
 		}
-		pt, err := c.decryptState(st, remote, m)
+		pt, key, err := c.decryptState(st, remote, m, nil)
 		if err == nil {
-			rec.promoteOld(i, st)
+			rec.promoteOld(i, st, key)
 			return pt, nil
 		}
 		if errors.Is(err, ErrDuplicateMessage) {
@@ -356,19 +356,23 @@ func (c *Cipher) decryptRecord(rec *SessionRecord, remote Address, m *SignalMess
 }
 
 // decryptState decrypts m with one session state, changing st (a copy the caller
-// throws away on failure). Every cryptographic failure is ErrInvalidMessage.
-func (c *Cipher) decryptState(st *proto.Session, remote Address, m *SignalMessage) ([]byte, error) {
+// throws away on failure). key is st's sender ratchet private key if the caller has
+// it parsed (or nil); the key returned is st's afterwards. Every cryptographic
+// failure is ErrInvalidMessage.
+func (c *Cipher) decryptState(st *proto.Session, remote Address, m *SignalMessage, ratchetKey *curve.PrivateKey) ([]byte, *curve.PrivateKey, error) {
 	if st.SenderChain == nil {
-		return nil, ErrInvalidMessage
+		return nil, nil, ErrInvalidMessage
 	}
 	mac := getMAC()
 	defer putMAC(mac)
 
 	idx := receiverChain(st, m.body.RatchetKey)
 	if idx < 0 {
-		if err := c.ratchetStep(mac, st, m.ratchetKey); err != nil {
-			return nil, ErrInvalidMessage
+		fresh, err := c.ratchetStep(mac, st, m.ratchetKey, ratchetKey)
+		if err != nil {
+			return nil, nil, ErrInvalidMessage
 		}
+		ratchetKey = fresh
 		idx = len(st.ReceiverChains) - 1
 	}
 	chain := &st.ReceiverChains[idx]
@@ -385,12 +389,12 @@ func (c *Cipher) decryptState(st *proto.Session, remote Address, m *SignalMessag
 			}
 		}
 		if !found {
-			return nil, ErrDuplicateMessage
+			return nil, nil, ErrDuplicateMessage
 		}
 	} else {
 		selfSession := primitives.Equal(st.LocalIdentityPublic, st.RemoteIdentityPublic)
 		if counter-ck.Index > maxForwardJumps && !selfSession {
-			return nil, ErrInvalidMessage
+			return nil, nil, ErrInvalidMessage
 		}
 		key := ck.Key
 		var skipped []proto.MessageKey
@@ -422,45 +426,45 @@ func (c *Cipher) decryptState(st *proto.Session, remote Address, m *SignalMessag
 	theirs, err1 := curve.NewPublicKey(st.RemoteIdentityPublic)
 	local, err2 := curve.NewPublicKey(st.LocalIdentityPublic)
 	if err1 != nil || err2 != nil {
-		return nil, ErrInvalidMessage
+		return nil, nil, ErrInvalidMessage
 	}
 	if !m.verifyMAC(mac, keys.macKey[:], theirs, local) {
-		return nil, ErrInvalidMessage
+		return nil, nil, ErrInvalidMessage
 	}
 	if m.body.Addresses != nil {
 		want, ok := bindAddresses(remote, c.Local)
 		if !ok || !primitives.Equal(want, m.body.Addresses) {
-			return nil, ErrInvalidMessage
+			return nil, nil, ErrInvalidMessage
 		}
 	}
 	pt, err := primitives.DecryptCBC(keys.cipherKey[:], keys.iv[:], m.body.Ciphertext)
 	if err != nil {
-		return nil, ErrInvalidMessage
+		return nil, nil, ErrInvalidMessage
 	}
 	st.PendingPreKey = nil
 	st.PendingKyberPreKey = nil
-	return pt, nil
+	return pt, ratchetKey, nil
 }
 
 // ratchetStep handles a new ratchet key from the peer: a receiving chain from the DH
 // of our current ratchet key with theirs, then a fresh ratchet key of ours and a
 // sending chain from it (Signal's Double Ratchet spec, section 3.5).
-func (c *Cipher) ratchetStep(mac *primitives.MAC, st *proto.Session, theirs *curve.PublicKey) error {
-	ours, err := curve.NewPrivateKey(st.SenderChain.SenderRatchetKeyPrivate)
+func (c *Cipher) ratchetStep(mac *primitives.MAC, st *proto.Session, theirs *curve.PublicKey, cached *curve.PrivateKey) (*curve.PrivateKey, error) {
+	ours, err := ratchetPrivate(st, cached)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	root, recvChain, err := rootStep(mac, st.RootKey, theirs, ours)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fresh, err := curve.GeneratePrivateKey(c.rand())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	root2, sendChain, err := rootStep(mac, root, theirs, fresh)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	st.RootKey = root2
 	addReceiverChain(st, theirs.Bytes(), recvChain)
@@ -474,7 +478,7 @@ func (c *Cipher) ratchetStep(mac *primitives.MAC, st *proto.Session, theirs *cur
 		SenderRatchetKeyPrivate: fresh.Bytes(),
 		ChainKey:                &proto.ChainKey{Key: sendChain},
 	}
-	return nil
+	return fresh, nil
 }
 
 // bindAddresses encodes the sender/recipient binding of SignalMessage field 6: each

@@ -50,10 +50,10 @@ func agreeAll(secrets []byte, pairs ...dh) ([]byte, error) {
 // initiate runs PQXDH as Alice against bundle (whose signatures the caller checked)
 // and returns the new session state with its pending prekey message fields; the
 // caller sets the timestamp and registration ids.
-func initiate(r io.Reader, identity *IdentityKeyPair, bundle *PreKeyBundle) (*proto.Session, error) {
+func initiate(r io.Reader, identity *IdentityKeyPair, bundle *PreKeyBundle) (*proto.Session, *curve.PrivateKey, error) {
 	base, err := curve.GeneratePrivateKey(r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	secrets := make([]byte, 0, 32*6)
 	secrets = append(secrets, discontinuity[:]...)
@@ -66,11 +66,11 @@ func initiate(r io.Reader, identity *IdentityKeyPair, bundle *PreKeyBundle) (*pr
 		pairs = append(pairs, dh{base, bundle.PreKey})
 	}
 	if secrets, err = agreeAll(secrets, pairs...); err != nil {
-		return nil, fmt.Errorf("pqxdh: %w", err)
+		return nil, nil, fmt.Errorf("pqxdh: %w", err)
 	}
 	ss, kyberCT, err := bundle.KyberPreKey.Encapsulate(r)
 	if err != nil {
-		return nil, fmt.Errorf("pqxdh: %w", err)
+		return nil, nil, fmt.Errorf("pqxdh: %w", err)
 	}
 	secrets = append(secrets, ss...)
 	root, chain := deriveInitial(secrets)
@@ -78,13 +78,13 @@ func initiate(r io.Reader, identity *IdentityKeyPair, bundle *PreKeyBundle) (*pr
 
 	ratchet, err := curve.GeneratePrivateKey(r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mac := getMAC()
 	sendRoot, sendChain, err := rootStep(mac, root, bundle.SignedPreKey, ratchet)
 	putMAC(mac)
 	if err != nil {
-		return nil, fmt.Errorf("pqxdh: %w", err)
+		return nil, nil, fmt.Errorf("pqxdh: %w", err)
 	}
 	st := &proto.Session{
 		SessionVersion:       messageVersion,
@@ -109,7 +109,7 @@ func initiate(r io.Reader, identity *IdentityKeyPair, bundle *PreKeyBundle) (*pr
 		},
 		PendingKyberPreKey: &proto.PendingKyberPreKey{PreKeyID: bundle.KyberPreKeyID, Ciphertext: kyberCT},
 	}
-	return st, nil
+	return st, ratchet, nil
 }
 
 // respond runs PQXDH as Bob for message m and returns the new session state; the

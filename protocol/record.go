@@ -18,6 +18,10 @@ import (
 type SessionRecord struct {
 	current  *proto.Session
 	previous [][]byte // encoded proto.Session, newest first
+	// ratchetKey caches the current state's sender ratchet private key, parsed, so
+	// that a DH ratchet step does not recompute its public key from the stored
+	// scalar. It is only a cache: ratchetPrivate checks it against the state.
+	ratchetKey *curve.PrivateKey
 }
 
 // NewSessionRecord decodes a record made by [SessionRecord.Bytes].
@@ -42,7 +46,7 @@ func (r *SessionRecord) Bytes() []byte {
 
 // Clone returns a deep copy of r; changing one never changes the other.
 func (r *SessionRecord) Clone() *SessionRecord {
-	c := &SessionRecord{previous: append([][]byte(nil), r.previous...)}
+	c := &SessionRecord{previous: append([][]byte(nil), r.previous...), ratchetKey: r.ratchetKey}
 	if r.current != nil {
 		c.current = cloneState(r.current)
 	}
@@ -86,7 +90,7 @@ func (r *SessionRecord) ArchiveCurrentState() {
 		return
 	}
 	st := r.current
-	r.current = nil
+	r.current, r.ratchetKey = nil, nil
 	st.PendingPreKey = nil
 	st.PendingKyberPreKey = nil
 	r.previous = append([][]byte{st.Marshal(nil)}, r.previous...)
@@ -95,10 +99,20 @@ func (r *SessionRecord) ArchiveCurrentState() {
 	}
 }
 
-// promoteState archives the current state and makes st current.
-func (r *SessionRecord) promoteState(st *proto.Session) {
+// promoteState archives the current state and makes st current; key, which may be
+// nil, is st's sender ratchet private key.
+func (r *SessionRecord) promoteState(st *proto.Session, key *curve.PrivateKey) {
 	r.ArchiveCurrentState()
-	r.current = st
+	r.current, r.ratchetKey = st, key
+}
+
+// ratchetPrivate returns the sender ratchet private key of st, from cache when it is
+// the cached key.
+func ratchetPrivate(st *proto.Session, cached *curve.PrivateKey) (*curve.PrivateKey, error) {
+	if cached != nil && primitives.Equal(cached.PublicKey().Bytes(), st.SenderChain.SenderRatchetKey) {
+		return cached, nil
+	}
+	return curve.NewPrivateKey(st.SenderChain.SenderRatchetKeyPrivate)
 }
 
 // previousState decodes archived state i.
@@ -114,9 +128,9 @@ func (r *SessionRecord) previousState(i int) (*proto.Session, error) {
 }
 
 // promoteOld removes archived state i and makes st, its updated form, current.
-func (r *SessionRecord) promoteOld(i int, st *proto.Session) {
+func (r *SessionRecord) promoteOld(i int, st *proto.Session, key *curve.PrivateKey) {
 	r.previous = append(r.previous[:i:i], r.previous[i+1:]...)
-	r.promoteState(st)
+	r.promoteState(st, key)
 }
 
 // promoteMatching makes the state whose initiator base key is baseKey current, if
@@ -132,7 +146,7 @@ func (r *SessionRecord) promoteMatching(baseKey []byte) (bool, error) {
 			return false, err
 		}
 		if st.SessionVersion == messageVersion && primitives.Equal(st.AliceBaseKey, baseKey) {
-			r.promoteOld(i, st)
+			r.promoteOld(i, st, nil)
 			return true, nil
 		}
 	}
