@@ -1,0 +1,275 @@
+// Package postgres is the [store.Store] backend for several bastiond nodes sharing one
+// PostgreSQL database (version 15 or newer), on github.com/jackc/pgx/v5.
+//
+// What it protects: the contract's durability and atomicity promises, with any number of
+// nodes writing at once. A transaction commits with synchronous_commit on (Open refuses a
+// server where it is off), so [Store.Enqueue] returns nil only once its envelopes are on
+// disk. A one-time prekey is deleted in the transaction that hands it out, picked with
+// FOR UPDATE SKIP LOCKED, so concurrent takers on any node never share one and never wait
+// on each other. Deleting an account or device cascades to its keys and queue.
+//
+// Queue order across nodes: a Seq comes from one identity sequence, and sequences hand
+// out numbers in call order, not commit order. Two nodes enqueueing for the same device
+// could otherwise commit Seq 11 before Seq 10, and a reader whose cursor passed 11 would
+// never see 10. Every enqueue therefore locks the destination devices' rows (in one sorted
+// order, so enqueuers never deadlock) before it draws a Seq and holds them until it
+// commits: within one device's queue, Seq order is commit order, which is what the
+// "after" cursor of [Store.Pending] relies on.
+//
+// Group commit: concurrent Enqueue calls of one node are gathered into one transaction
+// (one lock statement, one INSERT, one commit, one WAL flush) by a few batch workers; a
+// call naming an unknown device is left out of its batch and fails alone with
+// [store.ErrNotFound]. The benchmarks measure the gain.
+//
+// What it does not protect: the database. Anyone who can read it reads what the data
+// inventory lists (message bodies are end-to-end ciphertext); its access control,
+// encryption at rest, backups and replication are the operator's.
+//
+// Schema changes are numbered, embedded SQL migrations (migrations/NNNN_name.sql),
+// applied by [Open] in one transaction under an advisory lock, so several nodes starting
+// at once apply each exactly once; a database written by a newer binary is refused.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bastionchat/bastion/internal/store"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// defaultMaxConns is the pool size when the DSN does not set pool_max_conns: the batch
+// workers plus room for reads and the other writes. pgx's own default (4 on this
+// machine) would leave readers queueing behind the workers.
+const defaultMaxConns = 16
+
+// maxTxAttempts bounds retries of a transaction PostgreSQL aborted to break a deadlock or
+// a serialization conflict; both are transient by definition.
+const maxTxAttempts = 5
+
+// errClosed is returned by a write submitted after Close.
+var errClosed = errors.New("postgres store closed")
+
+// Store is a [store.Store] on a PostgreSQL database. Create it with [Open]; it is safe for
+// concurrent use, and several Stores (nodes) may share one database.
+type Store struct {
+	log  *slog.Logger
+	pool *pgxpool.Pool
+
+	enq enqueuer
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the database at dsn (a postgres:// URL or key=value string, as libpq),
+// brings its schema up to date and starts the group-commit workers. A nil logger
+// discards.
+func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's message can quote the DSN, password included: keep it out of errors.
+		return nil, errors.New("opening postgres store: cannot parse the DSN")
+	}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		cfg.MaxConns = defaultMaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("opening postgres store: %w", err)
+	}
+	if err := checkServer(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("opening postgres store: %w", err)
+	}
+	if err := migrate(ctx, pool, logger); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("opening postgres store: %w", err)
+	}
+	s := &Store{log: logger, pool: pool}
+	s.enq.start(s, max(2, int(cfg.MaxConns)/4))
+	return s, nil
+}
+
+// checkServer refuses a server that would acknowledge a commit before it is durable.
+func checkServer(ctx context.Context, pool *pgxpool.Pool) error {
+	var sc string
+	if err := pool.QueryRow(ctx, `SELECT current_setting('synchronous_commit')`).Scan(&sc); err != nil {
+		return fmt.Errorf("checking the server: %w", err)
+	}
+	if sc == "off" {
+		return errors.New("synchronous_commit is off: a send would be acknowledged before it is durable; turn it on for bastiond's role or database")
+	}
+	return nil
+}
+
+// Close stops accepting writes, waits for every Enqueue already submitted to commit (or
+// fail), and closes the pool. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.enq.stop()
+	s.pool.Close()
+	return nil
+}
+
+// Pool is the store's connection pool, for tests and operational queries.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// inTx runs fn in a transaction and commits it, retrying the whole transaction when
+// PostgreSQL aborted it to break a deadlock or a serialization conflict.
+func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = pgx.BeginFunc(ctx, s.pool, fn)
+		if !retryable(err) || attempt == maxTxAttempts {
+			return err
+		}
+		s.log.Warn("postgres: retrying an aborted transaction", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 5 * time.Millisecond):
+		}
+	}
+}
+
+// PostgreSQL error codes the store branches on.
+const (
+	codeUniqueViolation      = "23505"
+	codeForeignKeyViolation  = "23503"
+	codeSerializationFailure = "40001"
+	codeDeadlockDetected     = "40P01"
+)
+
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+func retryable(err error) bool {
+	c := pgCode(err)
+	return c == codeSerializationFailure || c == codeDeadlockDetected
+}
+
+// notFound maps pgx's "no rows" to [store.ErrNotFound].
+func notFound(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return err
+}
+
+// dbTime truncates to PostgreSQL's microsecond precision and drops the monotonic reading.
+func dbTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// nowOr returns t, or the current time when t is zero.
+func nowOr(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
+}
+
+// enqueuer gathers concurrent Enqueue calls into batches, each committed by one worker
+// in one transaction.
+type enqueuer struct {
+	s    *Store
+	reqs chan *enqReq
+
+	mu     sync.RWMutex // guards closed and sends on reqs against stop
+	closed bool
+	done   chan struct{} // closed when the dispatcher and every worker have finished
+}
+
+func (e *enqueuer) start(s *Store, workers int) {
+	e.s = s
+	e.reqs = make(chan *enqReq, maxBatch)
+	e.done = make(chan struct{})
+	go e.dispatch(workers)
+}
+
+func (e *enqueuer) stop() {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		<-e.done
+		return
+	}
+	e.closed = true
+	close(e.reqs)
+	e.mu.Unlock()
+	<-e.done
+}
+
+// submit hands r to the batcher and waits for its outcome or for ctx.
+func (e *enqueuer) submit(ctx context.Context, r *enqReq) error {
+	e.mu.RLock()
+	if e.closed {
+		e.mu.RUnlock()
+		return errClosed
+	}
+	select {
+	case e.reqs <- r:
+	case <-ctx.Done():
+		e.mu.RUnlock()
+		return ctx.Err()
+	}
+	e.mu.RUnlock()
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// dispatch takes whatever is waiting, up to the batch limits, and hands it to a free
+// worker. While every worker is busy, calls pile up into the next, larger batch: the
+// busier the node, the more a commit carries.
+func (e *enqueuer) dispatch(workers int) {
+	sem := make(chan struct{}, workers)
+	var wg sync.WaitGroup
+	defer func() {
+		wg.Wait()
+		close(e.done)
+	}()
+	for {
+		r, ok := <-e.reqs
+		if !ok {
+			return
+		}
+		sem <- struct{}{} // wait for a worker first: calls arriving meanwhile join this batch
+		batch := []*enqReq{r}
+		size := r.size
+	drain:
+		for len(batch) < maxBatch && size < maxBatchBytes {
+			select {
+			case r, ok := <-e.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+				size += r.size
+			default:
+				break drain
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			e.s.commitBatch(batch)
+		}()
+	}
+}
