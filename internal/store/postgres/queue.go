@@ -150,12 +150,12 @@ func enqueueTx(ctx context.Context, tx pgx.Tx, reqs []*enqReq) error {
 
 	// 2. Insert every envelope of the calls whose devices all exist, in call order.
 	var (
-		good                  []*enqReq
-		ins                   []envKey
-		times                 []time.Time
-		bodies                [][]byte
-		insAccts, insIDs      []uuid.UUID
-		insDevs               []int64
+		good             []*enqReq
+		ins              []envKey
+		times            []time.Time
+		bodies           [][]byte
+		insAccts, insIDs []uuid.UUID
+		insDevs          []int64
 	)
 	for _, r := range reqs {
 		r.err, r.seqs = nil, make([]int64, len(r.envs))
