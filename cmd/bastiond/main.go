@@ -115,7 +115,9 @@ func serveFlags(cfg *server.Config, logLevel *slog.Level) *flag.FlagSet {
 	return fs
 }
 
-func serve(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+// parseServe turns environment and arguments into a validated Config. errHelp means
+// --help was shown.
+func parseServe(args []string, getenv func(string) string, stderr io.Writer) (server.Config, slog.Level, error) {
 	cfg := server.DefaultConfig()
 	cfg.DevConsole = stderr
 	level := slog.LevelInfo
@@ -130,21 +132,27 @@ func serve(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 		}
 	})
 	if envErr != nil {
-		fmt.Fprintf(stderr, "bastiond: %v\n", envErr)
-		return 2
+		return cfg, level, envErr
 	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+		return cfg, level, err
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "bastiond serve: unexpected argument %q\n", fs.Arg(0))
-		return 2
+		return cfg, level, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(stderr, "bastiond serve: %v\n", err)
+	return cfg, level, cfg.Validate()
+}
+
+func serve(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, level, err := parseServe(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		// The flag package has already explained a bad flag; say the rest.
+		if !strings.HasPrefix(err.Error(), "flag provided but not defined") && !strings.HasPrefix(err.Error(), "invalid value") {
+			fmt.Fprintf(stderr, "bastiond serve: %v\n", err)
+		}
 		return 2
 	}
 	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level}))
