@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/bastionchat/bastion/internal/store"
@@ -15,7 +17,7 @@ import (
 
 // expireChunk bounds how many envelopes one expiry write deletes, so that the janitor
 // never holds the writer (and every sender behind it) for long.
-const expireChunk = 5000
+const expireChunk = 2048
 
 // Enqueue implements [store.Queue]. The call joins the writer's next batch: it returns nil
 // once the transaction holding its envelopes has committed with synchronous=FULL, that is,
@@ -112,17 +114,41 @@ func (s *Store) Pending(ctx context.Context, account uuid.UUID, device uint32, a
 	return envs, nil
 }
 
+// ackChunk is the most ids one DELETE names. SQLite allows 32766 parameters; a few
+// hundred keeps the statement cache small.
+const ackChunk = 256
+
+// ackQueries[n] and expireQueries[n] are the DELETEs for n ids or seqs, 1 <= n <= ackChunk.
+var ackQueries, expireQueries = inLists("DELETE FROM envelopes WHERE account_id = ? AND device_id = ? AND id IN ("),
+	inLists("DELETE FROM envelopes WHERE server_time < ? AND seq IN (")
+
+func inLists(prefix string) []string {
+	qs := make([]string, ackChunk+1)
+	var q strings.Builder
+	q.WriteString(prefix + "?")
+	for n := 1; n <= ackChunk; n++ {
+		qs[n] = q.String() + ")"
+		q.WriteString(", ?")
+	}
+	return qs
+}
+
 // Ack implements [store.Queue]. Acks from many devices share the writer's batches, so a
 // burst of acknowledgements costs one fsync, not one each.
 func (s *Store) Ack(ctx context.Context, account uuid.UUID, device uint32, ids []uuid.UUID) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	ids = append([]uuid.UUID(nil), ids...)
+	// One DELETE per chunk of ids rather than one per id: the per-statement cost, not
+	// the b-tree work, dominated a drain.
+	args := make([]any, 0, 2+min(len(ids), ackChunk))
 	err := s.write(ctx, 0, func(tx *sql.Tx) error {
-		del := tx.Stmt(s.stmts.ackEnv)
-		for _, id := range ids {
-			if _, err := del.Exec(account[:], device, id[:]); err != nil {
+		for chunk := range slices.Chunk(ids, ackChunk) {
+			args = append(args[:0], account[:], device)
+			for _, id := range chunk {
+				args = append(args, id[:])
+			}
+			if _, err := tx.Exec(ackQueries[len(chunk)], args...); err != nil {
 				return err
 			}
 		}
@@ -134,28 +160,62 @@ func (s *Store) Ack(ctx context.Context, account uuid.UUID, device uint32, ids [
 	return nil
 }
 
-// ExpireBefore implements [store.Queue]. It deletes in chunks, each its own write, so
-// senders are never stuck behind one long delete.
+// ExpireBefore implements [store.Queue]. There is no index on server_time (every enqueue
+// and ack would pay for it to speed up an hourly janitor), so expired envelopes are found
+// by scanning the table in seq order on a reader, a chunk at a time, and deleted by seq
+// through the writer, so senders are never stuck behind one long delete.
 func (s *Store) ExpireBefore(ctx context.Context, t time.Time) (int64, error) {
 	var total int64
-	for {
-		var n int64
-		err := s.write(ctx, 0, func(tx *sql.Tx) error {
-			res, err := tx.Exec(`DELETE FROM envelopes WHERE seq IN
-				(SELECT seq FROM envelopes WHERE server_time < ? LIMIT ?)`, dbTime(t), expireChunk)
-			if err != nil {
-				return err
+	seqs := make([]int64, 0, expireChunk)
+	for after := int64(0); ; {
+		seqs = seqs[:0]
+		rows, err := s.rdb.QueryContext(ctx, `SELECT seq FROM envelopes WHERE seq > ? AND server_time < ? ORDER BY seq LIMIT ?`,
+			after, dbTime(t), expireChunk)
+		if err != nil {
+			return total, fmt.Errorf("expiring envelopes: %w", err)
+		}
+		for rows.Next() {
+			var seq int64
+			if err := rows.Scan(&seq); err != nil {
+				rows.Close()
+				return total, fmt.Errorf("expiring envelopes: %w", err)
 			}
-			n, err = res.RowsAffected()
-			return err
+			seqs = append(seqs, seq)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return total, fmt.Errorf("expiring envelopes: %w", err)
+		}
+		if len(seqs) == 0 {
+			return total, nil
+		}
+		after = seqs[len(seqs)-1]
+		var n int64
+		err = s.write(ctx, 0, func(tx *sql.Tx) error {
+			args := make([]any, 0, 1+min(len(seqs), ackChunk))
+			for chunk := range slices.Chunk(seqs, ackChunk) {
+				args = append(args[:0], dbTime(t))
+				for _, seq := range chunk {
+					args = append(args, seq)
+				}
+				// server_time again: the row read may have been acked and its seq is
+				// never reused, but the check costs nothing and keeps the delete exact.
+				res, err := tx.Exec(expireQueries[len(chunk)], args...)
+				if err != nil {
+					return err
+				}
+				m, err := res.RowsAffected()
+				if err != nil {
+					return err
+				}
+				n += m
+			}
+			return nil
 		})
 		if err != nil {
 			return total, fmt.Errorf("expiring envelopes: %w", err)
 		}
 		total += n
-		if n < expireChunk {
-			return total, nil
-		}
 	}
 }
 

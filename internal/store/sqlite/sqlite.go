@@ -370,7 +370,6 @@ type writeStmts struct {
 	deviceExists *sql.Stmt
 	insertEnv    *sql.Stmt
 	envSeq       *sql.Stmt
-	ackEnv       *sql.Stmt
 }
 
 func (w *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
@@ -382,7 +381,6 @@ func (w *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 		{&w.insertEnv, `INSERT INTO envelopes (account_id, device_id, id, server_time, body) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (account_id, device_id, id) DO NOTHING`},
 		{&w.envSeq, `SELECT seq FROM envelopes WHERE account_id = ? AND device_id = ? AND id = ?`},
-		{&w.ackEnv, `DELETE FROM envelopes WHERE account_id = ? AND device_id = ? AND id = ?`},
 	} {
 		st, err := db.PrepareContext(ctx, p.query)
 		if err != nil {
@@ -395,7 +393,7 @@ func (w *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 }
 
 func (w *writeStmts) close() {
-	for _, st := range []*sql.Stmt{w.deviceExists, w.insertEnv, w.envSeq, w.ackEnv} {
+	for _, st := range []*sql.Stmt{w.deviceExists, w.insertEnv, w.envSeq} {
 		if st != nil {
 			st.Close()
 		}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -212,4 +213,44 @@ func TestMigrationAtomic(t *testing.T) {
 		t.Errorf("tables from the failed migration = %d, %v; want 0", n, err)
 	}
 	s.Close()
+}
+
+// TestExpireChunks expires more envelopes than one chunk, interleaved with fresh ones.
+func TestExpireChunks(t *testing.T) {
+	s := openTemp(t)
+	defer s.Close()
+	ctx := context.Background()
+	acct, _, err := s.Register(ctx, "+14155550113", make([]byte, 33), store.Device{ID: 1, CredentialHash: make([]byte, 32)})
+	if err != nil {
+		t.Fatalf("Register() = %v", err)
+	}
+	now := time.Now()
+	const n = 2*expireChunk + 100
+	var envs []*store.Envelope
+	for i := range n {
+		at := now
+		if i%2 == 0 {
+			at = now.Add(-31 * 24 * time.Hour)
+		}
+		envs = append(envs, &store.Envelope{ID: uuid.New(), Account: acct.ID, Device: 1, ServerTime: at, Body: []byte("x")})
+	}
+	for chunk := range slices.Chunk(envs, 500) {
+		if err := s.Enqueue(ctx, chunk); err != nil {
+			t.Fatalf("Enqueue() = %v", err)
+		}
+	}
+	got, err := s.ExpireBefore(ctx, now.Add(-30*24*time.Hour))
+	if want := int64((n + 1) / 2); err != nil || got != want {
+		t.Errorf("ExpireBefore(-30d) = %d, %v; want %d", got, err, want)
+	}
+	left, err := s.Pending(ctx, acct.ID, 1, 0, n)
+	if err != nil || len(left) != n/2 {
+		t.Fatalf("Pending() after expiry = %d, %v; want %d", len(left), err, n/2)
+	}
+	for _, e := range left {
+		if !e.ServerTime.After(now.Add(-time.Hour)) {
+			t.Errorf("Pending() after expiry holds envelope from %v", e.ServerTime)
+			break
+		}
+	}
 }

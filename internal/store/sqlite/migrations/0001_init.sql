@@ -65,7 +65,10 @@ CREATE TABLE kyber_prekeys (
 
 -- Queued ciphertext. There is deliberately no sender column. AUTOINCREMENT so that a seq
 -- is never reused, even after the newest envelope is acknowledged: a client's "after"
--- cursor must never skip a later envelope.
+-- cursor must never skip a later envelope. Two indexes only, since every insert and every
+-- acknowledgement pays for each: by id (idempotent enqueue, ack) and by queue. The second
+-- is ordered by seq without naming it: an SQLite index ends with the rowid, which seq is.
+-- Expiry scans the table on a reader instead of keeping a third index.
 CREATE TABLE envelopes (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
     account_id  BLOB    NOT NULL,
@@ -76,8 +79,7 @@ CREATE TABLE envelopes (
     FOREIGN KEY (account_id, device_id) REFERENCES devices (account_id, id) ON DELETE CASCADE
 );
 CREATE UNIQUE INDEX envelopes_by_id ON envelopes (account_id, device_id, id);
-CREATE INDEX envelopes_by_queue ON envelopes (account_id, device_id, seq);
-CREATE INDEX envelopes_by_server_time ON envelopes (server_time);
+CREATE INDEX envelopes_by_queue ON envelopes (account_id, device_id);
 
 CREATE TABLE verifications (
     id         TEXT    NOT NULL PRIMARY KEY,
