@@ -18,6 +18,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/bastionchat/bastion/api"
+	"github.com/bastionchat/bastion/internal/store"
 )
 
 // TestRunServesAndShutsDown drives Run as bastiond does: a real listener, SQLite in a
@@ -226,5 +227,23 @@ func TestLogsHoldNoPersonalData(t *testing.T) {
 	h.secret("+14155550606", "secret body", bob.account.String(), alice.account.String())
 	if !strings.Contains(h.logs.String(), `"level":"ERROR"`) || !strings.Contains(h.logs.String(), `"msg":"request"`) {
 		t.Fatalf("log lacks the error and request lines the scan needs:\n%s", h.logs.String())
+	}
+}
+
+func TestInventory(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	r := h.do("GET", "/v1/inventory", nil, nil)
+	h.want(r, 200, "", "GET /v1/inventory")
+	var inv store.DataInventory
+	if err := json.Unmarshal(r.body, &inv); err != nil {
+		t.Fatalf("decoding inventory: %v", err)
+	}
+	want := store.Inventory()
+	if len(inv.Fields) != len(want.Fields) || len(inv.Fields) == 0 {
+		t.Fatalf("served inventory has %d fields, want the %d shipped", len(inv.Fields), len(want.Fields))
+	}
+	if _, ok := inv.Field("connections", "ip"); !ok {
+		t.Errorf("served inventory lacks connections.ip")
 	}
 }

@@ -111,6 +111,7 @@ func (s *Server) routes() {
 	h := s.handle
 	m.Handle("GET /healthz", h(s.healthz))
 	m.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	m.Handle("GET /v1/inventory", h(s.inventory))
 	m.Handle("POST /v1/verification", h(s.createVerification))
 	m.Handle("GET /v1/verification/{session}", h(s.getVerification))
 	m.Handle("PUT /v1/verification/{session}/code", h(s.submitCode))
@@ -207,6 +208,15 @@ func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Write([]byte("ok\n"))
+	return nil
+}
+
+// inventory serves the data inventory exactly as shipped in the binary, so that anyone
+// can compare what a server says it stores with the document of its release.
+func (s *Server) inventory(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	w.Write(store.InventoryJSON())
 	return nil
 }
 
