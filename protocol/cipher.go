@@ -356,7 +356,7 @@ func (c *Cipher) decryptRecord(rec *SessionRecord, remote Address, m *SignalMess
 }
 
 // decryptState decrypts m with one session state, changing st (a copy the caller
-// throws away on failure). key is st's sender ratchet private key if the caller has
+// throws away on failure). ratchetKey is st's sender ratchet private key if the caller has
 // it parsed (or nil); the key returned is st's afterwards. Every cryptographic
 // failure is ErrInvalidMessage.
 func (c *Cipher) decryptState(st *proto.Session, remote Address, m *SignalMessage, ratchetKey *curve.PrivateKey) ([]byte, *curve.PrivateKey, error) {

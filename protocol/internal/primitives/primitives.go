@@ -160,7 +160,7 @@ func grow(b []byte, n int) []byte {
 type MAC struct {
 	inner, outer hash.Hash
 	ipad, opad   [sha256.BlockSize]byte
-	sum          [sha256.Size]byte
+	sum, out     [sha256.Size]byte // scratch, so no result escapes to the heap
 }
 
 // NewMAC returns a reusable HMAC-SHA256 state.
@@ -205,8 +205,8 @@ func (m *MAC) Sum32(key []byte, parts ...[]byte) (out [32]byte) {
 	for _, p := range parts {
 		m.inner.Write(p)
 	}
-	m.Sum(out[:0])
-	return out
+	m.Sum(m.out[:0])
+	return m.out
 }
 
 // HKDFInto fills out with HKDF-SHA256(secret, salt, info) using m for every HMAC, so
