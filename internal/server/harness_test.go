@@ -27,7 +27,7 @@ import (
 // with a fake clock, an SMS provider that hands codes to the test, and a JSON log that
 // the cleanup scans for anything a log must never hold.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *Server
 	ts    *httptest.Server
 	st    *sqlite.Store
@@ -102,7 +102,7 @@ func testConfig() Config {
 	return cfg
 }
 
-func newHarness(t *testing.T, edit func(*Config)) *harness {
+func newHarness(t testing.TB, edit func(*Config)) *harness {
 	t.Helper()
 	cfg := testConfig()
 	if edit != nil {
@@ -226,7 +226,7 @@ func (h *harness) want(r response, status int, code string, what string) {
 	}
 }
 
-func decodeBody[T any](t *testing.T, r response) T {
+func decodeBody[T any](t testing.TB, r response) T {
 	t.Helper()
 	var v T
 	if err := json.Unmarshal(r.body, &v); err != nil {
@@ -247,7 +247,7 @@ type client struct {
 
 func (c *client) user() string { return fmt.Sprintf("%s.%d", c.account, c.device) }
 
-func sign(t *testing.T, ik *curve.PrivateKey, id uint32, pub []byte) api.SignedPreKey {
+func sign(t testing.TB, ik *curve.PrivateKey, id uint32, pub []byte) api.SignedPreKey {
 	t.Helper()
 	sig, err := ik.Sign(rand.Reader, pub)
 	if err != nil {
@@ -256,7 +256,7 @@ func sign(t *testing.T, ik *curve.PrivateKey, id uint32, pub []byte) api.SignedP
 	return api.SignedPreKey{KeyID: id, PublicKey: pub, Signature: sig}
 }
 
-func ecKey(t *testing.T) []byte {
+func ecKey(t testing.TB) []byte {
 	t.Helper()
 	k, err := curve.GeneratePrivateKey(rand.Reader)
 	if err != nil {
@@ -275,7 +275,7 @@ func kyberKey() []byte {
 }
 
 // keys returns an upload for ik with n one-time keys of each kind, ids from base.
-func keys(t *testing.T, ik *curve.PrivateKey, base uint32, n int) api.SetKeysRequest {
+func keys(t testing.TB, ik *curve.PrivateKey, base uint32, n int) api.SetKeysRequest {
 	t.Helper()
 	spk := sign(t, ik, base, ecKey(t))
 	lr := sign(t, ik, base, kyberKey())
@@ -326,7 +326,7 @@ func (h *harness) register(number string, n int) *client {
 	return &client{account: resp.AccountID, device: resp.DeviceID, password: resp.Password, ik: ik, regID: 1234, number: number}
 }
 
-func newIdentity(t *testing.T) *curve.PrivateKey {
+func newIdentity(t testing.TB) *curve.PrivateKey {
 	t.Helper()
 	ik, err := curve.GeneratePrivateKey(rand.Reader)
 	if err != nil {

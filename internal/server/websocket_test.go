@@ -22,7 +22,7 @@ import (
 )
 
 type wsClient struct {
-	t    *testing.T
+	t    testing.TB
 	conn net.Conn
 	r    io.Reader
 }
