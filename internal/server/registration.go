@@ -272,6 +272,11 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("registering: %w", err)
 	}
+	if replaced {
+		// The old devices are gone; their connections must not receive what is queued for
+		// the new device 1 (same account, same device id) from now on.
+		s.disconnectAccount(acct.ID, "account re-registered")
+	}
 	if err := s.store.SetKeys(r.Context(), acct.ID, 1, up); err != nil {
 		return fmt.Errorf("storing registration keys: %w", err)
 	}

@@ -414,6 +414,23 @@ func (c *wsConn) push(envs []store.Envelope) error {
 	return flush()
 }
 
+// disconnectAccount closes this node's connections of an account (policy violation,
+// 1008): its devices were replaced. Other nodes learn of it through the store when those
+// devices next authenticate (issue 7 carries it over NATS).
+func (s *Server) disconnectAccount(account uuid.UUID, reason string) {
+	s.wsMu.Lock()
+	var conns []*wsConn
+	for c := range s.ws {
+		if c.account == account {
+			conns = append(conns, c)
+		}
+	}
+	s.wsMu.Unlock()
+	for _, c := range conns {
+		c.close(ws.StatusPolicyViolation, reason)
+	}
+}
+
 // closeWebSockets tells every connection the server is going away and waits for their
 // goroutines, or for ctx.
 func (s *Server) closeWebSockets(ctx context.Context) error {

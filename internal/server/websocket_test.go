@@ -382,3 +382,17 @@ func TestJanitorExpiresEnvelopes(t *testing.T) {
 		t.Errorf("expired verification session survived the janitor")
 	}
 }
+
+// TestReregistrationDisconnects: after a number is registered again, the old device's
+// connection is closed, so it never receives what is queued for the new device 1.
+func TestReregistrationDisconnects(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	old := h.register("+14155550420", 0)
+	w := h.dial(old)
+	w.next() // queue_empty
+	h.register("+14155550420", 0)
+	if code := w.closeCode(); code != ws.StatusPolicyViolation {
+		t.Fatalf("old device's close code = %d, want 1008", code)
+	}
+}
