@@ -2,7 +2,6 @@ package protocol_test
 
 import (
 	"bytes"
-	"fmt"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ecdh"
@@ -10,6 +9,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"fmt"
 	"testing"
 
 	"github.com/bastionchat/bastion/interop/libsignal"

@@ -5,6 +5,7 @@ import (
 
 	"github.com/bastionchat/bastion/protocol/curve"
 	"github.com/bastionchat/bastion/protocol/kem"
+	"github.com/bastionchat/bastion/protocol/proto"
 )
 
 // PreKeyBundle is what a device publishes so others can start a session with it while
@@ -73,4 +74,38 @@ func (b *PreKeyBundle) Verify() error {
 		return fmt.Errorf("bundle kyber prekey: %w", ErrInvalidSignature)
 	}
 	return nil
+}
+
+// Bytes encodes the bundle (public data only) for a client's cache.
+func (b *PreKeyBundle) Bytes() []byte {
+	p := proto.Bundle{
+		RegistrationID: b.RegistrationID, DeviceID: b.DeviceID,
+		SignedPreKeyID: b.SignedPreKeyID, SignedPreKeySignature: b.SignedPreKeySignature,
+		KyberPreKeyID: b.KyberPreKeyID, KyberPreKeySignature: b.KyberPreKeySignature,
+	}
+	if b.PreKey != nil {
+		p.PreKeyID, p.PreKey = b.PreKeyID, b.PreKey.Bytes()
+	}
+	if b.SignedPreKey != nil {
+		p.SignedPreKey = b.SignedPreKey.Bytes()
+	}
+	if b.KyberPreKey != nil {
+		p.KyberPreKey = b.KyberPreKey.Bytes()
+	}
+	if b.IdentityKey != nil {
+		p.IdentityKey = b.IdentityKey.Bytes()
+	}
+	return p.Marshal(nil)
+}
+
+// ParsePreKeyBundle decodes a bundle made by [PreKeyBundle.Bytes], validating every
+// key as [NewPreKeyBundle] does.
+func ParsePreKeyBundle(data []byte) (*PreKeyBundle, error) {
+	var p proto.Bundle
+	if err := p.Unmarshal(data); err != nil {
+		return nil, fmt.Errorf("bundle: %w", err)
+	}
+	return NewPreKeyBundle(p.RegistrationID, p.DeviceID, p.PreKeyID, p.PreKey,
+		p.SignedPreKeyID, p.SignedPreKey, p.SignedPreKeySignature,
+		p.KyberPreKeyID, p.KyberPreKey, p.KyberPreKeySignature, p.IdentityKey)
 }

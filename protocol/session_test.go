@@ -126,3 +126,23 @@ func TestKeyRecordsRoundTrip(t *testing.T) {
 		t.Errorf("NewKyberPreKeyRecord(Bytes()) = %+v, %v", kback, err)
 	}
 }
+
+func TestBundleRoundTrip(t *testing.T) {
+	bob := newParty(t, bobID, 2)
+	for _, withPreKey := range []bool{true, false} {
+		b := bob.bundle(t, 1, 2, 3, withPreKey)
+		back, err := protocol.ParsePreKeyBundle(b.Bytes())
+		if err != nil {
+			t.Fatalf("ParsePreKeyBundle(Bytes()) = %v", err)
+		}
+		if err := back.Verify(); err != nil {
+			t.Errorf("Verify(round-tripped bundle) = %v", err)
+		}
+		if string(back.Bytes()) != string(b.Bytes()) || (back.PreKey != nil) != withPreKey {
+			t.Errorf("ParsePreKeyBundle(Bytes()) = %+v, want %+v", back, b)
+		}
+	}
+	if _, err := protocol.ParsePreKeyBundle([]byte{0xff}); err == nil {
+		t.Errorf("ParsePreKeyBundle(garbage) succeeded")
+	}
+}

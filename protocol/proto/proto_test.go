@@ -28,7 +28,9 @@ func samples() map[string]message {
 			PendingPreKey:      &PendingPreKey{HasPreKeyID: true, SignedPreKeyID: -1, BaseKey: k, Timestamp: 99},
 			PendingKyberPreKey: &PendingKyberPreKey{PreKeyID: 5, Ciphertext: []byte{8}}, AliceBaseKey: k, LocalRegistrationID: 1, RemoteRegistrationID: 2},
 			Previous: [][]byte{(&Session{SessionVersion: 4}).Marshal(nil)}},
-		"KeyPairRecord":   &KeyPairRecord{ID: 9, PublicKey: k, PrivateKey: []byte("priv")},
+		"KeyPairRecord": &KeyPairRecord{ID: 9, PublicKey: k, PrivateKey: []byte("priv")},
+		"Bundle": &Bundle{RegistrationID: 1, DeviceID: 2, PreKeyID: 3, PreKey: k, SignedPreKeyID: 4, SignedPreKey: k,
+			SignedPreKeySignature: []byte("s"), KyberPreKeyID: 5, KyberPreKey: []byte{8}, KyberPreKeySignature: []byte("t"), IdentityKey: k},
 		"SignedKeyRecord": &SignedKeyRecord{ID: 9, PublicKey: k, PrivateKey: []byte("priv"), Signature: []byte("sig"), Timestamp: 1 << 40},
 	}
 }
@@ -137,4 +139,9 @@ func FuzzSenderKeyDistributionMessage(f *testing.F) {
 func FuzzRecord(f *testing.F) {
 	seed(f, "Record", "record", 0, 0)
 	f.Fuzz(func(t *testing.T, b []byte) { fuzzRoundTrip(t, "Record", b) })
+}
+
+func FuzzBundle(f *testing.F) {
+	seed(f, "Bundle", "bundle", 0, 0)
+	f.Fuzz(func(t *testing.T, b []byte) { fuzzRoundTrip(t, "Bundle", b) })
 }

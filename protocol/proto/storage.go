@@ -379,3 +379,68 @@ func (k *SignedKeyRecord) Unmarshal(b []byte) error {
 		return err
 	})
 }
+
+// Bundle is a prekey bundle as a client may cache it (Bastion's own encoding; the
+// server API carries bundles in its own wire types).
+type Bundle struct {
+	RegistrationID        uint32 // field 1
+	DeviceID              uint32 // field 2
+	PreKeyID              uint32 // field 3
+	PreKey                []byte // field 4: 0x05 || 32, absent without a one-time prekey
+	SignedPreKeyID        uint32 // field 5
+	SignedPreKey          []byte // field 6
+	SignedPreKeySignature []byte // field 7
+	KyberPreKeyID         uint32 // field 8
+	KyberPreKey           []byte // field 9
+	KyberPreKeySignature  []byte // field 10
+	IdentityKey           []byte // field 11
+}
+
+// Marshal appends the encoding of k to b.
+func (k *Bundle) Marshal(b []byte) []byte {
+	b = appendNonZeroUint(b, 1, uint64(k.RegistrationID))
+	b = appendNonZeroUint(b, 2, uint64(k.DeviceID))
+	b = appendNonZeroUint(b, 3, uint64(k.PreKeyID))
+	b = appendNonEmpty(b, 4, k.PreKey)
+	b = appendNonZeroUint(b, 5, uint64(k.SignedPreKeyID))
+	b = appendNonEmpty(b, 6, k.SignedPreKey)
+	b = appendNonEmpty(b, 7, k.SignedPreKeySignature)
+	b = appendNonZeroUint(b, 8, uint64(k.KyberPreKeyID))
+	b = appendNonEmpty(b, 9, k.KyberPreKey)
+	b = appendNonEmpty(b, 10, k.KyberPreKeySignature)
+	return appendNonEmpty(b, 11, k.IdentityKey)
+}
+
+// Unmarshal decodes b into k.
+func (k *Bundle) Unmarshal(b []byte) error {
+	*k = Bundle{}
+	return walk(b, 0, func(f field) (err error) {
+		switch f.num {
+		case 1:
+			k.RegistrationID, err = f.uint32()
+		case 2:
+			k.DeviceID, err = f.uint32()
+		case 3:
+			k.PreKeyID, err = f.uint32()
+		case 4:
+			k.PreKey, err = f.data()
+		case 5:
+			k.SignedPreKeyID, err = f.uint32()
+		case 6:
+			k.SignedPreKey, err = f.data()
+		case 7:
+			k.SignedPreKeySignature, err = f.data()
+		case 8:
+			k.KyberPreKeyID, err = f.uint32()
+		case 9:
+			k.KyberPreKey, err = f.data()
+		case 10:
+			k.KyberPreKeySignature, err = f.data()
+		case 11:
+			k.IdentityKey, err = f.data()
+		default:
+			err = unknown(f.num)
+		}
+		return err
+	})
+}
