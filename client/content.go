@@ -1,0 +1,147 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Content is what travels inside the Signal ciphertext: a small protobuf message,
+// padded (see [pad]). Fields are never renumbered or reused; a receiver skips fields it
+// does not know, so later releases add groups and channels as new fields.
+//
+//	message Content {
+//	  string text = 1;               // the message text, UTF-8
+//	  uint64 sent_ms = 2;            // sender's clock, ms since the epoch
+//	  string sender_number = 3;      // optional: the sender's phone number, checked by the
+//	                                 // receiver against the directory before it is shown
+//	  bytes  sync_destination = 4;   // 16-byte account id: set on the copy sent to the
+//	                                 // sender's own other devices, naming the recipient
+//	}
+type Content struct {
+	Text            string
+	SentMS          uint64
+	SenderNumber    string
+	SyncDestination uuid.UUID
+}
+
+const (
+	fieldText            = 1
+	fieldSentMS          = 2
+	fieldSenderNumber    = 3
+	fieldSyncDestination = 4
+)
+
+// marshal encodes c.
+func (c *Content) marshal() []byte {
+	var b []byte
+	if c.Text != "" {
+		b = protowire.AppendTag(b, fieldText, protowire.BytesType)
+		b = protowire.AppendString(b, c.Text)
+	}
+	if c.SentMS != 0 {
+		b = protowire.AppendTag(b, fieldSentMS, protowire.VarintType)
+		b = protowire.AppendVarint(b, c.SentMS)
+	}
+	if c.SenderNumber != "" {
+		b = protowire.AppendTag(b, fieldSenderNumber, protowire.BytesType)
+		b = protowire.AppendString(b, c.SenderNumber)
+	}
+	if c.SyncDestination != uuid.Nil {
+		b = protowire.AppendTag(b, fieldSyncDestination, protowire.BytesType)
+		b = protowire.AppendBytes(b, c.SyncDestination[:])
+	}
+	return b
+}
+
+var errBadContent = errors.New("content: invalid encoding")
+
+// unmarshalContent decodes b strictly for known fields (right wire type, valid UTF-8,
+// no repeats) and skips unknown ones.
+func unmarshalContent(b []byte) (*Content, error) {
+	c := &Content{}
+	seen := map[protowire.Number]bool{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, errBadContent
+		}
+		b = b[n:]
+		known := num >= fieldText && num <= fieldSyncDestination
+		if known && seen[num] {
+			return nil, fmt.Errorf("%w: field %d repeated", errBadContent, num)
+		}
+		seen[num] = true
+		switch {
+		case num == fieldSentMS && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, errBadContent
+			}
+			c.SentMS, b = v, b[n:]
+		case known && num != fieldSentMS && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, errBadContent
+			}
+			b = b[n:]
+			switch num {
+			case fieldText, fieldSenderNumber:
+				if !utf8.Valid(v) {
+					return nil, fmt.Errorf("%w: field %d is not UTF-8", errBadContent, num)
+				}
+				if num == fieldText {
+					c.Text = string(v)
+				} else {
+					c.SenderNumber = string(v)
+				}
+			case fieldSyncDestination:
+				if len(v) != 16 {
+					return nil, fmt.Errorf("%w: sync destination is not 16 bytes", errBadContent)
+				}
+				c.SyncDestination = uuid.UUID(v)
+			}
+		case known:
+			return nil, fmt.Errorf("%w: field %d has wire type %d", errBadContent, num, typ)
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return nil, errBadContent
+			}
+			b = b[n:]
+		}
+	}
+	return c, nil
+}
+
+// padBlock is Signal's padding unit: every plaintext is padded to a multiple of 160 bytes
+// so that the ciphertext's length says little about the message's.
+const padBlock = 160
+
+// pad appends 0x80 and then zeros up to the next multiple of padBlock (the padding the
+// Signal apps put inside the ciphertext; ISO/IEC 7816-4 style, so it is unambiguous).
+func pad(b []byte) []byte {
+	n := (len(b)/padBlock + 1) * padBlock
+	out := make([]byte, n)
+	copy(out, b)
+	out[len(b)] = 0x80
+	return out
+}
+
+// unpad removes what pad added.
+func unpad(b []byte) ([]byte, error) {
+	for i := len(b) - 1; i >= 0; i-- {
+		switch b[i] {
+		case 0:
+			continue
+		case 0x80:
+			return b[:i], nil
+		default:
+			return nil, errBadContent
+		}
+	}
+	return nil, errBadContent
+}
