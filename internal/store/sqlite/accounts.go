@@ -218,7 +218,7 @@ func (s *Store) AddDevice(ctx context.Context, account uuid.UUID, d store.Device
 		_, err := tx.Exec(`INSERT INTO devices (account_id, id, registration_id, credential_hash, created_at) VALUES (?, ?, ?, ?, ?)`,
 			account[:], id, d.RegistrationID, d.CredentialHash, dbTime(d.CreatedAt))
 		return err
-	})
+	}, oneStatement)
 	if err != nil {
 		return store.Device{}, fmt.Errorf("adding device: %w", err)
 	}
@@ -243,7 +243,7 @@ func (s *Store) RemoveDevice(ctx context.Context, account uuid.UUID, id uint32) 
 			return store.ErrNotFound
 		}
 		return nil
-	})
+	}, oneStatement)
 	if err != nil {
 		return fmt.Errorf("removing device: %w", err)
 	}
@@ -263,7 +263,7 @@ func (s *Store) DeleteAccount(ctx context.Context, id uuid.UUID) error {
 			return store.ErrNotFound
 		}
 		return nil
-	})
+	}, oneStatement)
 	if err != nil {
 		return fmt.Errorf("deleting account: %w", err)
 	}

@@ -15,6 +15,14 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
+// single returns the write options for a write of n statements.
+func single(n int) []writeOpt {
+	if n <= 1 {
+		return []writeOpt{oneStatement}
+	}
+	return nil
+}
+
 // expireChunk bounds how many envelopes one expiry write deletes, so that the janitor
 // never holds the writer (and every sender behind it) for long.
 const expireChunk = 2048
@@ -73,7 +81,7 @@ func (s *Store) Enqueue(ctx context.Context, envs []*store.Envelope) error {
 			}
 		}
 		return nil
-	})
+	}, single(len(in))...)
 	if err != nil {
 		return fmt.Errorf("enqueueing: %w", err)
 	}
@@ -139,6 +147,7 @@ func (s *Store) Ack(ctx context.Context, account uuid.UUID, device uint32, ids [
 	if len(ids) == 0 {
 		return nil
 	}
+	ids = slices.Clone(ids) // the writer may outlive a caller that gave up
 	// One DELETE per chunk of ids rather than one per id: the per-statement cost, not
 	// the b-tree work, dominated a drain.
 	args := make([]any, 0, 2+min(len(ids), ackChunk))
@@ -153,7 +162,7 @@ func (s *Store) Ack(ctx context.Context, account uuid.UUID, device uint32, ids [
 			}
 		}
 		return nil
-	})
+	}, single((len(ids)+ackChunk-1)/ackChunk)...)
 	if err != nil {
 		return fmt.Errorf("acknowledging: %w", err)
 	}
@@ -211,7 +220,7 @@ func (s *Store) ExpireBefore(ctx context.Context, t time.Time) (int64, error) {
 				n += m
 			}
 			return nil
-		})
+		}, single((len(seqs)+ackChunk-1)/ackChunk)...)
 		if err != nil {
 			return total, fmt.Errorf("expiring envelopes: %w", err)
 		}

@@ -24,7 +24,7 @@ func (s *Store) CreateVerification(ctx context.Context, v store.Verification) er
 			return err
 		}
 		return mustAffect(res, store.ErrConflict)
-	})
+	}, oneStatement)
 	if err != nil {
 		return fmt.Errorf("creating verification: %w", err)
 	}
@@ -56,7 +56,7 @@ func (s *Store) UpdateVerification(ctx context.Context, v store.Verification) er
 			return err
 		}
 		return mustAffect(res, store.ErrNotFound)
-	})
+	}, oneStatement)
 	if err != nil {
 		return fmt.Errorf("updating verification: %w", err)
 	}
@@ -69,7 +69,7 @@ func (s *Store) DeleteVerification(ctx context.Context, id string) error {
 	err := s.write(ctx, 0, func(tx *sql.Tx) error {
 		_, err := tx.Exec(`DELETE FROM verifications WHERE id = ?`, id)
 		return err
-	})
+	}, oneStatement)
 	if err != nil {
 		return fmt.Errorf("deleting verification: %w", err)
 	}
@@ -106,7 +106,7 @@ func (s *Store) RecordConnection(ctx context.Context, account uuid.UUID, ip neti
 				first_seen = MIN(first_seen, excluded.first_seen)`,
 			account[:], addr, dbTime(at), dbTime(at))
 		return err
-	})
+	}, oneStatement)
 	if err != nil {
 		return fmt.Errorf("recording connection: %w", err)
 	}
@@ -160,7 +160,7 @@ func (s *Store) deleteCount(ctx context.Context, query string, args ...any) (int
 		}
 		n, err = res.RowsAffected()
 		return err
-	})
+	}, oneStatement)
 	return n, err
 }
 

@@ -45,7 +45,8 @@ import (
 
 	"github.com/bastionchat/bastion/internal/store"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	modernc "modernc.org/sqlite" // also registers the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Group commit limits: a batch closes at whichever comes first. They bound the latency a
@@ -191,24 +192,40 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// A writeReq is one caller's write: fn runs inside the batch transaction, in its own
-// savepoint, on the writer goroutine.
+// A writeReq is one caller's write: fn runs inside the batch transaction on the writer
+// goroutine, in a savepoint of its own unless it is a single statement.
 type writeReq struct {
 	ctx  context.Context
 	fn   func(tx *sql.Tx) error
-	size int        // bytes of envelope bodies, for the batch byte cap
-	res  chan error // buffered: the writer never blocks on a caller that gave up
+	size int // bytes of envelope bodies, for the batch byte cap
+	// oneStatement: fn changes the database with at most one statement, which SQLite
+	// already makes atomic, so a failure needs no savepoint to undo half of it.
+	oneStatement bool
+	res          chan error // buffered: the writer never blocks on a caller that gave up
 }
+
+// writeOpt adjusts one write.
+type writeOpt func(*writeReq)
+
+// oneStatement marks a write whose fn changes the database with at most one statement.
+func oneStatement(r *writeReq) { r.oneStatement = true }
 
 // write runs fn in the writer's next transaction and returns once that transaction has
 // committed (nil) or fn or the commit failed. If ctx ends first, write returns its error
 // and the write may or may not still commit; fn must therefore not touch caller memory
 // that the caller reuses after an early return.
-func (s *Store) write(ctx context.Context, size int, fn func(tx *sql.Tx) error) error {
+//
+// fn's errors: a [store] sentinel (ErrNotFound, ...) rolls back this write alone; any
+// other error fails the whole batch, since SQLite may have rolled back the transaction
+// under it (an I/O error, a full disk).
+func (s *Store) write(ctx context.Context, size int, fn func(tx *sql.Tx) error, opts ...writeOpt) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	r := &writeReq{ctx: ctx, fn: fn, size: size, res: make(chan error, 1)}
+	for _, o := range opts {
+		o(r)
+	}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -229,11 +246,21 @@ func (s *Store) write(ctx context.Context, size int, fn func(tx *sql.Tx) error) 
 	}
 }
 
+// commitWindow is the longest the writer waits for a batch to fill before committing it.
+// It waits only when the previous batch had company, that is, under concurrent load, and
+// only until the batch is as large as the previous one: an fsync costs more CPU than
+// a hundred inserts here, so a fuller batch is cheaper per write, and a lone writer on an
+// idle server never waits.
+const commitWindow = 500 * time.Microsecond
+
 // writer is the goroutine that owns wdb. It exits when reqs is closed and drained.
 func (s *Store) writer() {
 	defer close(s.done)
 	defer close(s.kick)
 	batch := make([]*writeReq, 0, maxBatch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	last := 1 // size of the previous batch
 	for {
 		r, ok := <-s.reqs
 		if !ok {
@@ -241,11 +268,13 @@ func (s *Store) writer() {
 		}
 		batch = append(batch[:0], r)
 		size := r.size
+		closed := false
 	drain:
 		for len(batch) < maxBatch && size < maxBatchBytes {
 			select {
 			case r, ok := <-s.reqs:
 				if !ok {
+					closed = true
 					break drain
 				}
 				batch = append(batch, r)
@@ -254,6 +283,24 @@ func (s *Store) writer() {
 				break drain
 			}
 		}
+		if !closed && last > 1 && len(batch) < min(last, maxBatch) && size < maxBatchBytes {
+			timer.Reset(commitWindow)
+		wait:
+			for len(batch) < min(last, maxBatch) && size < maxBatchBytes {
+				select {
+				case r, ok := <-s.reqs:
+					if !ok {
+						break wait
+					}
+					batch = append(batch, r)
+					size += r.size
+				case <-timer.C:
+					break wait
+				}
+			}
+			timer.Stop()
+		}
+		last = len(batch)
 		s.commit(batch)
 		if s.batches.Add(1)%checkpointEvery == 0 {
 			select {
@@ -263,6 +310,9 @@ func (s *Store) writer() {
 		}
 		s.writes.Add(int64(len(batch)))
 		clear(batch) // drop references to finished requests
+		if closed {
+			return
+		}
 	}
 }
 
@@ -286,38 +336,47 @@ func (s *Store) commit(batch []*writeReq) {
 		fail(fmt.Errorf("beginning write transaction: %w", err))
 		return
 	}
-	single := len(batch) == 1
+	abort := func(err error) {
+		tx.Rollback()
+		s.log.Error("sqlite: write batch failed", "err", err, "writes", len(batch))
+		fail(err)
+	}
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			errs[i] = err
 			continue
 		}
-		if single {
-			// No savepoint needed: a failure rolls back the whole transaction.
-			if err := r.fn(tx); err != nil {
-				tx.Rollback()
-				r.res <- err
+		savepoint := !r.oneStatement && len(batch) > 1
+		if savepoint {
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+				abort(fmt.Errorf("opening savepoint: %w", err))
 				return
 			}
-			continue
 		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
-			tx.Rollback()
-			fail(fmt.Errorf("opening savepoint: %w", err))
+		ferr := r.fn(tx)
+		switch {
+		case ferr == nil:
+		case !isCallerError(ferr):
+			abort(ferr)
 			return
-		}
-		if ferr := r.fn(tx); ferr != nil {
+		case len(batch) == 1 && !r.oneStatement:
+			tx.Rollback()
+			r.res <- ferr
+			return
+		default:
 			errs[i] = ferr
-			if _, err := tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
-				tx.Rollback()
-				fail(fmt.Errorf("rolling back savepoint: %w", err))
-				return
+			if savepoint {
+				if _, err := tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
+					abort(fmt.Errorf("rolling back savepoint: %w", err))
+					return
+				}
 			}
 		}
-		if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
-			tx.Rollback()
-			fail(fmt.Errorf("releasing savepoint: %w", err))
-			return
+		if savepoint {
+			if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
+				abort(fmt.Errorf("releasing savepoint: %w", err))
+				return
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -328,6 +387,25 @@ func (s *Store) commit(batch []*writeReq) {
 	for i, r := range batch {
 		r.res <- errs[i]
 	}
+}
+
+// isCallerError reports whether err concerns one caller's write only: one of the store's
+// own outcomes (an unknown device, a conflict, no prekeys) or a statement SQLite refused
+// (a constraint, a value too big). Such a statement is undone by SQLite and the
+// transaction goes on; any other error may have ended the transaction itself.
+func isCallerError(err error) bool {
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNoPreKeys) {
+		return true
+	}
+	var e *modernc.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code() & 0xff { // the primary result code
+	case sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_RANGE:
+		return true
+	}
+	return false
 }
 
 // checkpointEvery is how many commits the writer makes between checkpoint requests. At
