@@ -43,7 +43,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
-	s, err := New(cfg, Options{Store: st, SMS: sms, Logger: logger})
+	certs, err := LoadCertificateKeys(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("loading sealed sender keys: %w", err)
+	}
+	s, err := New(cfg, Options{Store: st, SMS: sms, Logger: logger, Certificates: certs})
 	if err != nil {
 		return err
 	}

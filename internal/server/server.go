@@ -51,6 +51,7 @@ type Server struct {
 
 	mux     *http.ServeMux
 	metrics *metrics
+	certs   *CertificateKeys // sealed sender's trust root and server key
 
 	verifyNumber, verifyPrefix, verifyIP, bundlePair, lookup *limiter
 	sessionLocks                                             [64]sync.Mutex // serialise code checks per verification session
@@ -69,6 +70,9 @@ type Options struct {
 	Notifier Notifier
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Certificates sign sealed-sender delivery certificates; nil generates a fresh set
+	// in memory (tests). Run loads them from the data directory.
+	Certificates *CertificateKeys
 }
 
 // New returns a server over o.Store. cfg must be valid.
@@ -81,7 +85,13 @@ func New(cfg Config, o Options) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, store: o.Store, sms: o.SMS, notify: o.Notifier, log: o.Logger, now: o.Now,
-		ws: make(map[*wsConn]struct{}),
+		ws: make(map[*wsConn]struct{}), certs: o.Certificates,
+	}
+	if s.certs == nil {
+		var err error
+		if s.certs, err = GenerateCertificateKeys(); err != nil {
+			return nil, err
+		}
 	}
 	if s.notify == nil {
 		s.notify = NewLocalNotifier()
@@ -122,6 +132,8 @@ func (s *Server) routes() {
 	m.Handle("POST /v1/directory", h(s.authed(s.lookupNumber)))
 	m.Handle("PUT /v1/messages/{account}", h(s.authed(s.send)))
 	m.Handle("GET /v1/websocket", h(s.authed(s.websocket)))
+	m.Handle("GET /v1/certificate/trust-root", h(s.trustRoot))
+	m.Handle("GET /v1/certificate/delivery", h(s.authed(s.deliveryCertificate)))
 	m.Handle("/", h(func(http.ResponseWriter, *http.Request) error {
 		return newError(http.StatusNotFound, api.CodeNotFound, "no such endpoint")
 	}))
