@@ -3,110 +3,131 @@ package client
 import (
 	"context"
 	"errors"
-
-	"github.com/google/uuid"
-	"google.golang.org/protobuf/encoding/protowire"
+	"fmt"
+	"time"
 
 	"github.com/bastionchat/bastion/protocol"
+	"github.com/bastionchat/bastion/protocol/certificate"
 	"github.com/bastionchat/bastion/protocol/curve"
+	"github.com/bastionchat/bastion/protocol/sealed"
 )
 
 // This file is the one place where envelope bodies are made and read: the seam between
-// the Signal ciphertext and what the server stores.
-//
-// TEMPORARY: until protocol/sealed lands, the body is a plain container that names the
-// sender in the clear:
-//
-//	0x01 || protobuf { bytes sender = 1 (16-byte account id); uint32 device = 2;
-//	                   uint32 type = 3; bytes ciphertext = 4 }
-//
-// That lets the server read who sent each envelope, which the design forbids; it is to
-// be replaced by sealed sender v1 (libsignal's UnidentifiedSenderMessage, version 0x11)
-// behind these same two functions.
-
-const containerVersion = 0x01
+// the Signal ciphertext and what the server stores. A body is a sealed-sender v1
+// message (package protocol/sealed, libsignal's UnidentifiedSenderMessage): it names
+// neither the sender's account nor its device nor its identity key to the server;
+// inside it, the server-signed sender certificate tells the recipient who sent it.
 
 // opened is a read envelope body.
 type opened struct {
 	sender     protocol.Address
 	typ        protocol.MessageType
 	ciphertext []byte
-	// senderIdentity is the identity key the body vouches for (the sealed-sender
-	// certificate's), or nil when the body carries none; when set it must equal the
-	// identity of the session that decrypts the ciphertext.
+	// senderIdentity is the identity key the sender certificate vouches for: it must
+	// equal the identity of the session that decrypts the ciphertext.
 	senderIdentity *curve.PublicKey
 }
 
 var errBadBody = errors.New("envelope: invalid body")
 
-// sealBody wraps one device's ciphertext into an envelope body.
-func (c *Client) sealBody(_ context.Context, _ *curve.PublicKey, msg protocol.CiphertextMessage) ([]byte, error) {
-	id := c.acc.AccountID
-	b := []byte{containerVersion}
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	b = protowire.AppendBytes(b, id[:])
-	b = protowire.AppendTag(b, 2, protowire.VarintType)
-	b = protowire.AppendVarint(b, uint64(c.acc.DeviceID))
-	b = protowire.AppendTag(b, 3, protowire.VarintType)
-	b = protowire.AppendVarint(b, uint64(msg.Type()))
-	b = protowire.AppendTag(b, 4, protowire.BytesType)
-	b = protowire.AppendBytes(b, msg.Bytes())
+// certRefresh is how long before its expiry a sender certificate is replaced, so that
+// a message queued for a while still carries a certificate valid when it is opened
+// (the server issues them for 24 hours; recipients refuse expired ones).
+const certRefresh = 12 * time.Hour
+
+// senderCertificate returns this device's sender certificate, fetching a new one from
+// the server when the stored one expires within certRefresh.
+func (c *Client) senderCertificate(ctx context.Context) ([]byte, error) {
+	b, err := getMeta(ctx, c.db, metaSenderCert)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > 0 {
+		if cert, err := certificate.ParseSender(b); err == nil && cert.Expires.Sub(c.now()) > certRefresh {
+			return b, nil
+		}
+	}
+	var resp struct {
+		Certificate []byte `json:"certificate"`
+	}
+	if err := c.api.do(ctx, "GET", "/v1/certificate/delivery", c.cred(), nil, &resp); err != nil {
+		return nil, fmt.Errorf("fetching a sender certificate: %w", err)
+	}
+	cert, err := certificate.ParseSender(resp.Certificate)
+	if err != nil {
+		return nil, fmt.Errorf("server sent a bad sender certificate: %w", err)
+	}
+	root, err := c.trustRoot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Checked here so that a bad certificate fails our send, not every recipient.
+	if err := cert.Validate(root, c.now()); err != nil {
+		return nil, fmt.Errorf("server sent an untrusted sender certificate: %w", err)
+	}
+	if !cert.IdentityKey.Equal(c.id.PublicKey()) || cert.SenderUUID != c.acc.AccountID || cert.DeviceID != c.acc.DeviceID {
+		return nil, errors.New("server sent a sender certificate for another device or key")
+	}
+	if err := setMeta(ctx, c.db, metaSenderCert, resp.Certificate); err != nil {
+		return nil, err
+	}
+	return resp.Certificate, nil
+}
+
+// trustRoot returns the sealed-sender trust root pinned in the profile.
+func (c *Client) trustRoot(ctx context.Context) (*curve.PublicKey, error) {
+	b, err := getMeta(ctx, c.db, metaTrustRoot)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) == 0 {
+		if err := c.fetchTrustRoot(ctx); err != nil {
+			return nil, err
+		}
+		if b, err = getMeta(ctx, c.db, metaTrustRoot); err != nil {
+			return nil, err
+		}
+	}
+	return curve.NewPublicKey(b)
+}
+
+// fetchTrustRoot pins the server's sealed-sender trust root in the profile. It is
+// fetched once, at registration, over the same connection that registers (trust on
+// first use, like the server itself); a later change is never accepted silently.
+func (c *Client) fetchTrustRoot(ctx context.Context) error {
+	var resp struct {
+		TrustRoot []byte `json:"trust_root"`
+	}
+	if err := c.api.do(ctx, "GET", "/v1/certificate/trust-root", nil, nil, &resp); err != nil {
+		return fmt.Errorf("fetching the sealed-sender trust root: %w", err)
+	}
+	if _, err := curve.NewPublicKey(resp.TrustRoot); err != nil {
+		return fmt.Errorf("server sent a bad trust root: %w", err)
+	}
+	return setMeta(ctx, c.db, metaTrustRoot, resp.TrustRoot)
+}
+
+// sealBody wraps one device's ciphertext, for the device with identity key recipient,
+// into an envelope body, with this device's sender certificate cert inside.
+func (c *Client) sealBody(cert []byte, recipient *curve.PublicKey, msg protocol.CiphertextMessage) ([]byte, error) {
+	if recipient == nil {
+		return nil, errors.New("no identity key for the recipient")
+	}
+	b, err := sealed.Encrypt(c.rand, recipient, c.id, cert, msg.Type(), msg.Bytes(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("sealing: %w", err)
+	}
 	return b, nil
 }
 
 // openBody reads an envelope body. Every failure is errBadBody.
-func (c *Client) openBody(_ context.Context, body []byte) (*opened, error) {
-	if len(body) < 1 || body[0] != containerVersion {
+func (c *Client) openBody(root *curve.PublicKey, body []byte) (*opened, error) {
+	sc, err := sealed.DecryptFor(body, c.id, c.local(), root, c.now())
+	if err != nil {
 		return nil, errBadBody
 	}
-	b := body[1:]
-	var o opened
-	var sender []byte
-	var dev, typ uint64
-	for len(b) > 0 {
-		num, wt, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, errBadBody
-		}
-		b = b[n:]
-		switch {
-		case (num == 1 || num == 4) && wt == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return nil, errBadBody
-			}
-			if num == 1 {
-				sender = v
-			} else {
-				o.ciphertext = v
-			}
-			b = b[n:]
-		case (num == 2 || num == 3) && wt == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return nil, errBadBody
-			}
-			if num == 2 {
-				dev = v
-			} else {
-				typ = v
-			}
-			b = b[n:]
-		default:
-			return nil, errBadBody
-		}
+	if sc.Type != protocol.TypeSignal && sc.Type != protocol.TypePreKey {
+		return nil, errBadBody // group and plaintext types are not used yet
 	}
-	if len(sender) != 16 || dev == 0 || dev > 1<<31 || len(o.ciphertext) == 0 {
-		return nil, errBadBody
-	}
-	o.sender = protocol.Address{Name: uuid.UUID(sender).String(), DeviceID: uint32(dev)}
-	o.typ = protocol.MessageType(typ)
-	if o.typ != protocol.TypeSignal && o.typ != protocol.TypePreKey {
-		return nil, errBadBody
-	}
-	return &o, nil
+	return &opened{sender: sc.Sender, typ: sc.Type, ciphertext: sc.Body, senderIdentity: sc.Certificate.IdentityKey}, nil
 }
-
-// fetchTrustRoot is where sealed sender will pin the server's trust root at
-// registration; the container needs none.
-func (c *Client) fetchTrustRoot(context.Context) error { return nil }

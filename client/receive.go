@@ -17,6 +17,7 @@ import (
 
 	"github.com/bastionchat/bastion/api"
 	"github.com/bastionchat/bastion/protocol"
+	"github.com/bastionchat/bastion/protocol/curve"
 )
 
 // Message is a received message, as stored in the profile.
@@ -138,6 +139,10 @@ func (c *Client) checkRegistered() error {
 // and returns after the first queue_empty frame when drain is set, else when the
 // connection ends.
 func (c *Client) connection(ctx context.Context, drain bool, onStored func() error) error {
+	root, err := c.trustRoot(ctx)
+	if err != nil {
+		return err
+	}
 	u := *c.api.base
 	u.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
 	u.Path += "/v1/websocket"
@@ -199,7 +204,7 @@ func (c *Client) connection(ctx context.Context, drain bool, onStored func() err
 			acks := make([]uuid.UUID, 0, len(f.Envelopes))
 			stored := false
 			for _, e := range f.Envelopes {
-				ok, err := c.handleEnvelope(ctx, e)
+				ok, err := c.handleEnvelope(ctx, root, e)
 				if err != nil {
 					return err // not acknowledged: delivered again next time
 				}
@@ -255,7 +260,7 @@ func (c *Client) ack(w io.Writer, ids []uuid.UUID) error {
 // error means e must not be acknowledged (the profile could not be written). A body
 // that does not open or decrypt is dropped (acknowledged, recorded as seen): it can
 // never decrypt later, and keeping it would block the queue.
-func (c *Client) handleEnvelope(ctx context.Context, e api.Envelope) (bool, error) {
+func (c *Client) handleEnvelope(ctx context.Context, root *curve.PublicKey, e api.Envelope) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var n int
@@ -272,7 +277,7 @@ func (c *Client) handleEnvelope(ctx context.Context, e api.Envelope) (bool, erro
 		_, err := q.ExecContext(ctx, "INSERT OR IGNORE INTO seen (id, expires_ms) VALUES (?, ?)", e.ID.String(), expires)
 		return wrap("recording envelope", err)
 	}
-	o, err := c.openBody(ctx, e.Body)
+	o, err := c.openBody(root, e.Body)
 	if err != nil {
 		c.log.Debug("envelope body does not open")
 		return false, markSeen(c.db)

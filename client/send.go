@@ -117,6 +117,10 @@ func (c *Client) sendTo(ctx context.Context, account uuid.UUID, number string, p
 	name := account.String()
 	ids := map[uint32]uuid.UUID{}
 	fetchedAll := false
+	cert, err := c.senderCertificate(ctx)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
 	for attempt := 0; ; attempt++ {
 		st := c.storesOn(c.db)
 		if err := st.dropReplacedSessions(ctx, name); err != nil {
@@ -136,7 +140,7 @@ func (c *Client) sendTo(ctx context.Context, account uuid.UUID, number string, p
 				return 0, time.Time{}, err
 			}
 		}
-		req, err := c.encryptAll(ctx, account, number, devs, ids, padded)
+		req, err := c.encryptAll(ctx, cert, account, number, devs, ids, padded)
 		if err != nil {
 			return 0, time.Time{}, err
 		}
@@ -182,7 +186,7 @@ func (c *Client) sendTo(ctx context.Context, account uuid.UUID, number string, p
 
 // encryptAll encrypts padded once per device in one transaction, so the ratchet steps
 // are durable before anything leaves the device.
-func (c *Client) encryptAll(ctx context.Context, account uuid.UUID, number string, devs map[uint32]uint32, ids map[uint32]uuid.UUID, padded []byte) (api.SendRequest, error) {
+func (c *Client) encryptAll(ctx context.Context, cert []byte, account uuid.UUID, number string, devs map[uint32]uint32, ids map[uint32]uuid.UUID, padded []byte) (api.SendRequest, error) {
 	order := make([]uint32, 0, len(devs))
 	for d := range devs {
 		order = append(order, d)
@@ -209,7 +213,7 @@ func (c *Client) encryptAll(ctx context.Context, account uuid.UUID, number strin
 			if rec != nil {
 				remote, _ = rec.RemoteIdentityKey()
 			}
-			body, err := c.sealBody(ctx, remote, msg)
+			body, err := c.sealBody(cert, remote, msg)
 			if err != nil {
 				return err
 			}
