@@ -54,6 +54,9 @@ func putMAC(m *primitives.MAC) { macPool.Put(m) }
 // any previous one). Until remote answers, every message [Cipher.Encrypt] makes for it
 // is a [PreKeySignalMessage].
 func (c *Cipher) ProcessPreKeyBundle(ctx context.Context, remote Address, bundle *PreKeyBundle, now time.Time) error {
+	if err := remote.Validate(); err != nil {
+		return fmt.Errorf("processing bundle: %w", err)
+	}
 	if bundle.IdentityKey == nil {
 		return fmt.Errorf("processing bundle: missing identity key")
 	}

@@ -198,6 +198,11 @@ func checkState(st *proto.Session) error {
 			}
 		}
 	}
+	if p := st.PendingPreKey; p != nil {
+		if _, err := curve.NewPublicKey(p.BaseKey); err != nil {
+			return fmt.Errorf("pending prekey message: %w", err)
+		}
+	}
 	if p := st.PendingKyberPreKey; p != nil && st.PendingPreKey == nil {
 		return fmt.Errorf("kyber prekey pending without a prekey message")
 	}
