@@ -88,8 +88,8 @@ func TestReportRecomputesFromLog(t *testing.T) {
 	}
 	want := []PeriodStats{
 		{Jurisdiction: "DE", Period: "2026-H2", Received: 1, Fulfilled: 1, AccountsNamed: 1, AccountsAffected: 1,
-			CategoriesRequested: map[string]int{"connection_log": 1, "phone_number": 1},
-			CategoriesDisclosed: map[string]int{"connection_log": 1, "phone_number": 1},
+			CategoriesRequested:      map[string]int{"connection_log": 1, "phone_number": 1},
+			CategoriesDisclosed:      map[string]int{"connection_log": 1, "phone_number": 1},
 			MedianHoursToAcknowledge: 3, MedianHoursToEffect: 6},
 		{Jurisdiction: "DE", Period: "2026-H1", Received: 4, Rejected: 1, Fulfilled: 1, NotHeld: 1, Pending: 1,
 			AccountsNamed: 4, AccountsAffected: 1,
