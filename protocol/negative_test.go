@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/edwards25519"
+	"filippo.io/edwards25519/field"
+
 	"github.com/bastionchat/bastion/protocol"
 	"github.com/bastionchat/bastion/protocol/curve"
 	"github.com/bastionchat/bastion/protocol/proto"
@@ -423,4 +426,63 @@ func TestParseRejects(t *testing.T) {
 	if !bytes.Equal(first.Bytes()[:1], []byte{0x44}) {
 		t.Errorf("PreKeySignalMessage version byte = %#x, want 0x44", first.Bytes()[0])
 	}
+}
+
+// edwardsFromU maps a Montgomery u-coordinate to an Edwards point (positive x).
+func edwardsFromU(t testing.TB, u []byte) *edwards25519.Point {
+	t.Helper()
+	var fu, one, num, den, y field.Element
+	if _, err := fu.SetBytes(u); err != nil {
+		t.Fatal(err)
+	}
+	one.One()
+	num.Subtract(&fu, &one)
+	den.Add(&fu, &one)
+	y.Multiply(&num, den.Invert(&den))
+	p, err := new(edwards25519.Point).SetBytes(y.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// withTorsion adds a point of order 8 to the key whose u-coordinate is u and returns
+// the new u-coordinate. X25519 with any clamped scalar gives the same output for both.
+func withTorsion(t testing.TB, u []byte) []byte {
+	t.Helper()
+	orderEight, _ := hex.DecodeString(lowOrder[2])
+	r := new(edwards25519.Point).Add(edwardsFromU(t, u), edwardsFromU(t, orderEight))
+	yb := r.Bytes()
+	yb[31] &= 0x7f
+	var y, one, num, den, out field.Element
+	if _, err := y.SetBytes(yb); err != nil {
+		t.Fatal(err)
+	}
+	one.One()
+	num.Add(&one, &y)
+	den.Subtract(&one, &y)
+	out.Multiply(&num, den.Invert(&den))
+	return out.Bytes()
+}
+
+// libsignal's responder refuses a base key outside the prime-order subgroup
+// (test_bob_rejects_torsioned_basekey). Such a key gives exactly the same DH outputs
+// as the honest one, so without the check this message would decrypt.
+func TestTorsionedBaseKey(t *testing.T) {
+	alice, bob, first := started(t)
+	b := rewrite(t, first, func(p *proto.PreKeySignalMessage) {
+		p.BaseKey = append([]byte{curve.TypeDjb}, withTorsion(t, p.BaseKey[1:])...)
+	})
+	m, err := protocol.NewPreKeySignalMessage(b)
+	if err != nil {
+		t.Fatalf("NewPreKeySignalMessage(torsioned base key) = %v, want it to parse", err)
+	}
+	before := bob.snapshot(t, alice.addr)
+	if _, err := bob.cipher.Decrypt(ctx, alice.addr, m); !errors.Is(err, protocol.ErrInvalidMessage) {
+		t.Errorf("Decrypt(torsioned base key) = %v, want ErrInvalidMessage", err)
+	}
+	if bob.snapshot(t, alice.addr) != before {
+		t.Errorf("stores changed after a failed decryption")
+	}
+	bob.mustDecrypt(t, alice, first, "first")
 }

@@ -115,6 +115,9 @@ func initiate(r io.Reader, identity *IdentityKeyPair, bundle *PreKeyBundle) (*pr
 // respond runs PQXDH as Bob for message m and returns the new session state; the
 // caller sets the registration ids. oneTime may be nil.
 func respond(identity *IdentityKeyPair, signed *SignedPreKeyRecord, oneTime *PreKeyRecord, kyber *KyberPreKeyRecord, m *PreKeySignalMessage) (*proto.Session, error) {
+	if !torsionFree(m.baseKey) {
+		return nil, ErrInvalidMessage
+	}
 	secrets := make([]byte, 0, 32*6)
 	secrets = append(secrets, discontinuity[:]...)
 	pairs := []dh{
