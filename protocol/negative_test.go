@@ -486,3 +486,85 @@ func TestTorsionedBaseKey(t *testing.T) {
 	}
 	bob.mustDecrypt(t, alice, first, "first")
 }
+
+// libsignal's prekey_message_sent_from_different_user_is_rejected: the same
+// PreKeySignalMessage replayed under another sender's address must not start a second
+// session. With the address binding (field 6) the MAC check refuses it; without it,
+// the last-resort Kyber prekey store refuses the reused base key.
+func TestPreKeyMessageFromDifferentUser(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		local   protocol.Address
+		wantErr error
+	}{
+		{"with address binding", aliceID, protocol.ErrInvalidMessage},
+		{"without address binding", protocol.Address{Name: "alice", DeviceID: 1}, protocol.ErrReusedKyberPreKey},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			alice := newParty(t, aliceID, 1)
+			alice.cipher.Local = tt.local
+			bob := newParty(t, bobID, 2)
+			bundle := bob.bundle(t, 0, 2, 3, false)
+			kpk, _ := bob.store.LoadKyberPreKey(ctx, 3)
+			bob.store.StoreKyberPreKey(kpk, true)
+			if err := alice.cipher.ProcessPreKeyBundle(ctx, bob.addr, bundle, now); err != nil {
+				t.Fatal(err)
+			}
+			m := alice.encrypt(t, bob, "hi")
+			bob.mustDecrypt(t, alice, m, "hi")
+			mallory := protocol.Address{Name: "3a110000-0000-4000-8000-00000000000d", DeviceID: 77}
+			if _, err := bob.cipher.Decrypt(ctx, mallory, wire(t, m)); !errors.Is(err, tt.wantErr) {
+				t.Errorf("Decrypt(replay as another sender) = %v, want %v", err, tt.wantErr)
+			}
+			if rec, _ := bob.store.LoadSession(ctx, mallory); rec != nil {
+				t.Errorf("a session was stored for the replaying sender")
+			}
+			if bob.store.Identity(mallory) != nil {
+				t.Errorf("an identity was saved for the replaying sender")
+			}
+		})
+	}
+}
+
+// libsignal's test_repeat_bundle_message: a PreKeySignalMessage delivered twice is a
+// duplicate the second time, and the session carries on.
+func TestRepeatPreKeyMessage(t *testing.T) {
+	alice, bob, first := started(t)
+	bob.mustDecrypt(t, alice, first, "first")
+	if _, err := bob.cipher.Decrypt(ctx, alice.addr, wire(t, first)); !errors.Is(err, protocol.ErrDuplicateMessage) {
+		t.Errorf("Decrypt(repeated PreKey message) = %v, want ErrDuplicateMessage", err)
+	}
+	alice.mustDecrypt(t, bob, bob.encrypt(t, alice, "reply"), "reply")
+	bob.mustDecrypt(t, alice, alice.encrypt(t, bob, "after"), "after")
+}
+
+// libsignal's prekey_message_to_archived_session: a PreKeySignalMessage for a session
+// the receiver has since archived (by starting its own) brings that session back.
+func TestPreKeyMessageToArchivedSession(t *testing.T) {
+	alice := newParty(t, aliceID, 1)
+	bob := newParty(t, bobID, 2)
+	aliceBundle := alice.bundle(t, 1, 1, 1, true)
+	bobBundle := bob.bundle(t, 10, 10, 10, true)
+	if err := bob.cipher.ProcessPreKeyBundle(ctx, alice.addr, aliceBundle, now); err != nil {
+		t.Fatal(err)
+	}
+	alice.mustDecrypt(t, bob, bob.encrypt(t, alice, "from Bob"), "from Bob")
+	// Alice starts a new session of her own, archiving Bob's.
+	if err := alice.cipher.ProcessPreKeyBundle(ctx, bob.addr, bobBundle, now); err != nil {
+		t.Fatal(err)
+	}
+	if m := alice.encrypt(t, bob, "unsent"); m.Type() != protocol.TypePreKey {
+		t.Fatalf("Alice's new session: type %d, want PreKey", m.Type())
+	}
+	m2 := bob.encrypt(t, alice, "from Bob 2")
+	if m2.Type() != protocol.TypePreKey {
+		t.Fatalf("Bob's second message: type %d, want PreKey", m2.Type())
+	}
+	alice.mustDecrypt(t, bob, m2, "from Bob 2")
+	// Bob's session is current again on both sides: Alice now answers on it.
+	reply := alice.encrypt(t, bob, "back")
+	if reply.Type() != protocol.TypeSignal {
+		t.Fatalf("Alice after the archived session came back: type %d, want Signal", reply.Type())
+	}
+	bob.mustDecrypt(t, alice, reply, "back")
+}
