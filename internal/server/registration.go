@@ -109,6 +109,9 @@ func (s *Server) createVerification(w http.ResponseWriter, r *http.Request) erro
 		return newError(http.StatusBadRequest, api.CodeInvalidNumber,
 			"not a valid phone number; give it in international form, e.g. +14155550100")
 	}
+	if err := s.checkMarket(r.Context(), number); err != nil {
+		return err
+	}
 	if err := s.limit("verify_ip", s.verifyIP, limitKey(clientAddr(r))); err != nil {
 		return err
 	}

@@ -51,6 +51,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	stopLegal, err := s.StartLegal(ctx)
+	if err != nil {
+		return fmt.Errorf("starting the legal desk: %w", err)
+	}
+	defer stopLegal()
 
 	hs := &http.Server{
 		Handler: s.Handler(),

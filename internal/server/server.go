@@ -37,6 +37,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/bastionchat/bastion/api"
+	"github.com/bastionchat/bastion/internal/legal"
 	"github.com/bastionchat/bastion/internal/store"
 )
 
@@ -52,6 +53,7 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *metrics
 	certs   *CertificateKeys // sealed sender's trust root and server key
+	legal   *legal.Desk      // the lawful-request desk; nil when not started (legal.go)
 
 	verifyNumber, verifyPrefix, verifyIP, bundlePair, lookup *limiter
 	sessionLocks                                             [64]sync.Mutex // serialise code checks per verification session
@@ -122,6 +124,7 @@ func (s *Server) routes() {
 	m.Handle("GET /healthz", h(s.healthz))
 	m.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	m.Handle("GET /v1/inventory", h(s.inventory))
+	s.legalRoutes(m)
 	m.Handle("POST /v1/verification", h(s.createVerification))
 	m.Handle("GET /v1/verification/{session}", h(s.getVerification))
 	m.Handle("PUT /v1/verification/{session}/code", h(s.submitCode))
