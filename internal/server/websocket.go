@@ -227,11 +227,7 @@ func (c *wsConn) readLoop() (ws.StatusCode, string) {
 					return 0, ""
 				}
 			case ws.OpClose:
-				code, _ := ws.ParseCloseFrameData(p)
-				if code.Empty() {
-					code = ws.StatusNormalClosure
-				}
-				return code, ""
+				return closeReply(p), ""
 			}
 			continue
 		}
@@ -261,6 +257,24 @@ func (c *wsConn) readLoop() (ws.StatusCode, string) {
 		}
 		msg, msgOp = nil, 0
 	}
+}
+
+// closeReply is the code to answer a client's close frame with: its own code when the
+// code may travel on the wire (RFC 6455 section 7.4), 1000 for none, 1002 otherwise.
+func closeReply(p []byte) ws.StatusCode {
+	if len(p) == 0 {
+		return ws.StatusNormalClosure
+	}
+	code, _ := ws.ParseCloseFrameData(p)
+	switch {
+	case len(p) == 1:
+		return ws.StatusProtocolError
+	case code.IsApplicationSpec() || code.IsPrivateSpec():
+		return code
+	case code.IsProtocolDefined() && !code.IsProtocolReserved():
+		return code
+	}
+	return ws.StatusProtocolError
 }
 
 // handle processes one client message: an ack.
