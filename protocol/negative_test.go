@@ -166,8 +166,8 @@ func TestDuplicateMessage(t *testing.T) {
 }
 
 func TestChainJumpLimit(t *testing.T) {
-	if testing.Short() {
-		t.Skip("encrypts 25 000 messages")
+	if testing.Short() || raceEnabled {
+		t.Skip("encrypts 25 000 messages: skipped with -short and -race")
 	}
 	alice, bob := established(t)
 	var msgs []protocol.CiphertextMessage
