@@ -1,0 +1,236 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bastionchat/bastion/internal/legal"
+)
+
+// legalHarness is a harness with the desk attached, and two operators.
+type legalHarness struct {
+	*harness
+	desk       *legal.Desk
+	key        *legal.SigningKey
+	alice, bob legal.Operator
+}
+
+func newLegalHarness(t *testing.T) *legalHarness {
+	t.Helper()
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := legal.Open(ctx, filepath.Join(dir, "legal.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	key, err := legal.LoadOrCreateKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desk, err := h.srv.newDesk(ctx, db, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lh := &legalHarness{harness: h, desk: desk, key: key}
+	for _, name := range []string{"alice", "bob"} {
+		tok, err := legal.AddOperator(ctx, db, name, h.clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		op, err := desk.Authenticate(ctx, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "alice" {
+			lh.alice = op
+		} else {
+			lh.bob = op
+		}
+	}
+	return lh
+}
+
+func orderJSON(number string, categories ...string) []byte {
+	b, _ := json.Marshal(legal.Order{
+		IssuingAuthority: "Procureur de la République", Court: "Tribunal judiciaire de Paris", Jurisdiction: "FR",
+		LegalBasis: "Art. 60-1 CPP", CaseReference: "PQ 26/001", DateIssued: "2026-10-30",
+		Targets: []string{number}, Categories: categories,
+	})
+	return b
+}
+
+func TestWithdrawnMarketRefusesRegistration(t *testing.T) {
+	h := newLegalHarness(t)
+	ctx := context.Background()
+	const de = "+4915123456789"
+	h.secret(de)
+	if _, err := h.desk.Withdraw(ctx, h.alice, "DE", "A law requires us to scan messages; we will not.", false); err != nil {
+		t.Fatal(err)
+	}
+	r := h.do("POST", "/v1/verification", map[string]string{"number": de}, nil)
+	h.want(r, http.StatusUnavailableForLegalReasons, CodeMarketWithdrawn, "verification from a withdrawn market")
+	if msg := r.apiError().Message; !strings.Contains(msg, "/transparency#market-DE") || !strings.Contains(msg, "scan messages") {
+		t.Errorf("refusal message = %q, want the statement and its link", msg)
+	}
+	if h.sms.code(de) != "" {
+		t.Error("a code was sent to a number from a withdrawn market")
+	}
+	// Other markets are unaffected.
+	h.register("+14155550301", 0)
+
+	page := h.do("GET", "/transparency", nil, nil)
+	h.want(page, 200, "", "GET /transparency")
+	if !strings.Contains(string(page.body), `id="market-DE"`) {
+		t.Errorf("transparency page lacks the withdrawal")
+	}
+	m := decodeBody[MarketsResponse](t, h.do("GET", "/v1/markets", nil, nil))
+	if len(m.Withdrawn) != 1 || m.Withdrawn[0].Country != "DE" || m.Withdrawn[0].Reason == "" {
+		t.Errorf("/v1/markets = %+v, want DE with its reason", m)
+	}
+
+	if err := h.desk.Restore(ctx, h.bob, "DE"); err != nil {
+		t.Fatal(err)
+	}
+	h.register(de, 0)
+	m = decodeBody[MarketsResponse](t, h.do("GET", "/v1/markets", nil, nil))
+	if len(m.Withdrawn) != 0 || len(m.History) != 2 {
+		t.Errorf("/v1/markets after restore = %+v, want none withdrawn and two events", m)
+	}
+}
+
+// TestDisclosureThroughServer runs an order against the real store: the real inventory
+// answers "not held", the package holds the connection log, and the notice reaches the
+// account's device queue as a server-originated envelope.
+func TestDisclosureThroughServer(t *testing.T) {
+	h := newLegalHarness(t)
+	ctx := context.Background()
+	const num = "+14155550302"
+	c := h.register(num, 0)
+	ip := netip.MustParseAddr("203.0.113.9")
+	h.secret(num, ip.String())
+	if err := h.st.RecordConnection(ctx, c.account, ip, h.clock.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, cat := range []string{"message_content", "contacts", "groups", "channels_followed", "message_metadata"} {
+		r, err := h.desk.Intake(ctx, h.alice, orderJSON(num, cat))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Outcome != legal.OutcomeNotHeld || len(r.Reasons) != 1 || r.Reasons[0].Reason != "not held" {
+			t.Errorf("order for %s = %s %v, want not held", cat, r.Outcome, r.Reasons)
+		}
+	}
+
+	r, err := h.desk.Intake(ctx, h.alice, orderJSON(num, "phone_number", "connection_log", "message_content"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.desk.Approve(ctx, h.alice, r.ID)
+	h.desk.Approve(ctx, h.bob, r.ID)
+	pkg, sig, err := h.desk.Disclose(ctx, h.bob, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p legal.Package
+	json.Unmarshal(pkg, &p)
+	if len(p.Targets) != 1 || len(p.Targets[0].Connections) != 1 || p.Targets[0].Connections[0].IP != ip.String() {
+		t.Errorf("package targets = %+v, want the one connection", p.Targets)
+	}
+	keyResp := decodeBody[LegalKeyResponse](t, h.do("GET", "/v1/legal/key", nil, nil))
+	pub, _ := base64.StdEncoding.DecodeString(keyResp.Ed25519PublicKey)
+	if err := legal.VerifyPackage(pub, pkg, sig); err != nil {
+		t.Errorf("package does not verify with the served key: %v", err)
+	}
+
+	envs, err := h.st.Pending(ctx, c.account, c.device, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(envs) != 1 {
+		t.Fatalf("queued for the device = %d envelopes, want the notice", len(envs))
+	}
+	var n legal.UserNotice
+	if err := json.Unmarshal(envs[0].Body, &n); err != nil || n.Type != "legal_notice" || n.From != "operator" ||
+		n.IssuingAuthority != "Procureur de la République" {
+		t.Errorf("queued notice = %s (%v), want a legal notice from the operator", envs[0].Body, err)
+	}
+}
+
+// httpLog reads the legal log from the public endpoints.
+type httpLog struct{ h *legalHarness }
+
+func (l httpLog) Checkpoint(ctx context.Context) ([]byte, error) {
+	r := l.h.do("GET", "/v1/legal/checkpoint", nil, nil)
+	if r.status != 200 {
+		return nil, fmt.Errorf("checkpoint: %d", r.status)
+	}
+	return r.body, nil
+}
+
+func (l httpLog) Entries(ctx context.Context, start, end int64) ([][]byte, error) {
+	r := l.h.do("GET", fmt.Sprintf("/v1/legal/entries?start=%d&end=%d", start, end), nil, nil)
+	if r.status != 200 {
+		return nil, fmt.Errorf("entries: %d %s", r.status, r.body)
+	}
+	return decodeBody[LegalEntriesResponse](l.h.t, r).Entries, nil
+}
+
+func TestTransparencyReportRecomputesFromServedLog(t *testing.T) {
+	h := newLegalHarness(t)
+	ctx := context.Background()
+	c := h.register("+14155550303", 0)
+	_ = c
+	h.desk.Intake(ctx, h.alice, orderJSON("+14155550303", "message_content"))
+	r, _ := h.desk.Intake(ctx, h.alice, orderJSON("+14155550303", "phone_number"))
+	h.clock.Advance(2 * time.Hour)
+	h.desk.Approve(ctx, h.alice, r.ID)
+	h.desk.Approve(ctx, h.bob, r.ID)
+	h.clock.Advance(time.Hour)
+	if _, _, err := h.desk.Disclose(ctx, h.alice, r.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	served := decodeBody[legal.Report](t, h.do("GET", "/v1/transparency", nil, nil))
+	_, entries, err := legal.VerifyLog(ctx, httpLog{h}, h.key.Public())
+	if err != nil {
+		t.Fatalf("VerifyLog(served) = %v", err)
+	}
+	re, err := legal.ComputeReport(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(served.Periods) != 1 || len(re.Periods) != 1 {
+		t.Fatalf("periods served %d, recomputed %d; want 1", len(served.Periods), len(re.Periods))
+	}
+	s, g := served.Periods[0], re.Periods[0]
+	if s.Received != 2 || s.Fulfilled != 1 || s.NotHeld != 1 || s.AccountsAffected != 1 || s.MedianHoursToEffect != 1.5 {
+		t.Errorf("served report = %+v, want 2 received, 1 fulfilled, 1 not held, 1 account, median effect 1.5 h", s)
+	}
+	sj, _ := json.Marshal(s)
+	gj, _ := json.Marshal(g)
+	if string(sj) != string(gj) {
+		t.Errorf("served report %s differs from the one recomputed from the log %s", sj, gj)
+	}
+	if served.GeneratedFrom.TreeSize != int64(len(entries)) {
+		t.Errorf("report generated from %d entries, log has %d", served.GeneratedFrom.TreeSize, len(entries))
+	}
+}
+
+func TestLegalEndpointsWithoutDesk(t *testing.T) {
+	h := newHarness(t, nil)
+	for _, p := range []string{"/v1/transparency", "/transparency", "/v1/markets", "/v1/legal/checkpoint"} {
+		h.want(h.do("GET", p, nil, nil), 404, "not_found", p)
+	}
+	h.register("+4915123456780", 0) // no desk, no market check
+}
