@@ -47,7 +47,7 @@ func (s *Store) Register(ctx context.Context, number string, identityKey []byte,
 	dev := primary
 	dev.CredentialHash = bytesClone(primary.CredentialHash)
 	dev.CreatedAt = nowOr(primary.CreatedAt)
-	err := s.write(ctx, 0, func(tx *sql.Tx) error {
+	err := s.write(ctx, 0, func(tx *wtx) error {
 		var idb []byte
 		var created int64
 		err := tx.QueryRow(`SELECT id, created_at FROM accounts WHERE number = ?`, number).Scan(&idb, &created)
@@ -92,7 +92,7 @@ func (s *Store) Register(ctx context.Context, number string, identityKey []byte,
 
 // Account implements [store.Accounts].
 func (s *Store) Account(ctx context.Context, id uuid.UUID) (store.Account, error) {
-	row := s.rdb.QueryRowContext(ctx, `SELECT id, number, identity_key, created_at FROM accounts WHERE id = ?`, id[:])
+	row := s.readRow(ctx, `SELECT id, number, identity_key, created_at FROM accounts WHERE id = ?`, id[:])
 	a, err := scanAccount(row)
 	if err != nil {
 		return store.Account{}, fmt.Errorf("loading account: %w", err)
@@ -102,7 +102,7 @@ func (s *Store) Account(ctx context.Context, id uuid.UUID) (store.Account, error
 
 // AccountByNumber implements [store.Accounts].
 func (s *Store) AccountByNumber(ctx context.Context, number string) (store.Account, error) {
-	row := s.rdb.QueryRowContext(ctx, `SELECT id, number, identity_key, created_at FROM accounts WHERE number = ?`, number)
+	row := s.readRow(ctx, `SELECT id, number, identity_key, created_at FROM accounts WHERE number = ?`, number)
 	a, err := scanAccount(row)
 	if err != nil {
 		return store.Account{}, fmt.Errorf("loading account by number: %w", err)
@@ -110,7 +110,7 @@ func (s *Store) AccountByNumber(ctx context.Context, number string) (store.Accou
 	return a, nil
 }
 
-func scanAccount(row *sql.Row) (store.Account, error) {
+func scanAccount(row row) (store.Account, error) {
 	var a store.Account
 	var idb []byte
 	var created int64
@@ -130,20 +130,7 @@ func scanAccount(row *sql.Row) (store.Account, error) {
 
 // Devices implements [store.Accounts].
 func (s *Store) Devices(ctx context.Context, account uuid.UUID) ([]store.Device, error) {
-	// One read transaction, so that the existence check and the list agree.
-	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, fmt.Errorf("listing devices: %w", err)
-	}
-	defer tx.Rollback()
-	var one int
-	if err := tx.QueryRowContext(ctx, `SELECT 1 FROM accounts WHERE id = ?`, account[:]).Scan(&one); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			err = store.ErrNotFound
-		}
-		return nil, fmt.Errorf("listing devices: %w", err)
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT id, registration_id, credential_hash, created_at FROM devices
+	rows, err := s.readRows(ctx, `SELECT id, registration_id, credential_hash, created_at FROM devices
 		WHERE account_id = ? ORDER BY id`, account[:])
 	if err != nil {
 		return nil, fmt.Errorf("listing devices: %w", err)
@@ -162,6 +149,10 @@ func (s *Store) Devices(ctx context.Context, account uuid.UUID) ([]store.Device,
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("listing devices: %w", err)
 	}
+	if len(ds) == 0 {
+		// Every account has its primary device: no devices means no account.
+		return nil, fmt.Errorf("listing devices: %w", store.ErrNotFound)
+	}
 	return ds, nil
 }
 
@@ -169,7 +160,7 @@ func (s *Store) Devices(ctx context.Context, account uuid.UUID) ([]store.Device,
 func (s *Store) Device(ctx context.Context, account uuid.UUID, id uint32) (store.Device, error) {
 	d := store.Device{AccountID: account, ID: id}
 	var created int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT registration_id, credential_hash, created_at FROM devices
+	err := s.readRow(ctx, `SELECT registration_id, credential_hash, created_at FROM devices
 		WHERE account_id = ? AND id = ?`, account[:], id).Scan(&d.RegistrationID, &d.CredentialHash, &created)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
@@ -189,7 +180,7 @@ func (s *Store) AddDevice(ctx context.Context, account uuid.UUID, d store.Device
 	d.CredentialHash = bytesClone(d.CredentialHash)
 	d.CreatedAt = goTime(dbTime(nowOr(d.CreatedAt)))
 	var id uint32
-	err := s.write(ctx, 0, func(tx *sql.Tx) error {
+	err := s.write(ctx, 0, func(tx *wtx) error {
 		var one int
 		if err := tx.QueryRow(`SELECT 1 FROM accounts WHERE id = ?`, account[:]).Scan(&one); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
@@ -232,7 +223,7 @@ func (s *Store) RemoveDevice(ctx context.Context, account uuid.UUID, id uint32) 
 	if id == 1 {
 		return fmt.Errorf("removing device: the primary device cannot be removed: %w", store.ErrConflict)
 	}
-	err := s.write(ctx, 0, func(tx *sql.Tx) error {
+	err := s.write(ctx, 0, func(tx *wtx) error {
 		res, err := tx.Exec(`DELETE FROM devices WHERE account_id = ? AND id = ?`, account[:], id)
 		if err != nil {
 			return err
@@ -252,7 +243,7 @@ func (s *Store) RemoveDevice(ctx context.Context, account uuid.UUID, id uint32) 
 
 // DeleteAccount implements [store.Accounts].
 func (s *Store) DeleteAccount(ctx context.Context, id uuid.UUID) error {
-	err := s.write(ctx, 0, func(tx *sql.Tx) error {
+	err := s.write(ctx, 0, func(tx *wtx) error {
 		res, err := tx.Exec(`DELETE FROM accounts WHERE id = ?`, id[:])
 		if err != nil {
 			return err

@@ -11,9 +11,9 @@ import (
 )
 
 // deviceExists reports whether the device is stored, inside the write transaction.
-func (s *Store) deviceExists(tx *sql.Tx, account uuid.UUID, device uint32) (bool, error) {
+func deviceExists(tx *wtx, account uuid.UUID, device uint32) (bool, error) {
 	var one int
-	err := tx.Stmt(s.stmts.deviceExists).QueryRow(account[:], device).Scan(&one)
+	err := tx.QueryRow(`SELECT 1 FROM devices WHERE account_id = ? AND id = ?`, account[:], device).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -45,8 +45,8 @@ func (s *Store) SetKeys(ctx context.Context, account uuid.UUID, device uint32, k
 		up.KyberPreKeys[i] = *cloneSigned(&p)
 		size += len(p.PublicKey) + len(p.Signature)
 	}
-	err := s.write(ctx, size, func(tx *sql.Tx) error {
-		ok, err := s.deviceExists(tx, account, device)
+	err := s.write(ctx, size, func(tx *wtx) error {
+		ok, err := deviceExists(tx, account, device)
 		if err != nil {
 			return err
 		}
@@ -67,30 +67,18 @@ func (s *Store) SetKeys(ctx context.Context, account uuid.UUID, device uint32, k
 				return err
 			}
 		}
-		if len(up.PreKeys) > 0 {
-			st, err := tx.Prepare(`INSERT INTO prekeys (account_id, device_id, key_id, public_key) VALUES (?, ?, ?, ?)
-				ON CONFLICT (account_id, device_id, key_id) DO UPDATE SET public_key = excluded.public_key`)
-			if err != nil {
+		for _, p := range up.PreKeys {
+			if _, err := tx.Exec(`INSERT INTO prekeys (account_id, device_id, key_id, public_key) VALUES (?, ?, ?, ?)
+				ON CONFLICT (account_id, device_id, key_id) DO UPDATE SET public_key = excluded.public_key`,
+				account[:], device, p.ID, p.PublicKey); err != nil {
 				return err
-			}
-			defer st.Close()
-			for _, p := range up.PreKeys {
-				if _, err := st.Exec(account[:], device, p.ID, p.PublicKey); err != nil {
-					return err
-				}
 			}
 		}
-		if len(up.KyberPreKeys) > 0 {
-			st, err := tx.Prepare(`INSERT INTO kyber_prekeys (account_id, device_id, key_id, public_key, signature) VALUES (?, ?, ?, ?, ?)
-				ON CONFLICT (account_id, device_id, key_id) DO UPDATE SET public_key = excluded.public_key, signature = excluded.signature`)
-			if err != nil {
+		for _, p := range up.KyberPreKeys {
+			if _, err := tx.Exec(`INSERT INTO kyber_prekeys (account_id, device_id, key_id, public_key, signature) VALUES (?, ?, ?, ?, ?)
+				ON CONFLICT (account_id, device_id, key_id) DO UPDATE SET public_key = excluded.public_key, signature = excluded.signature`,
+				account[:], device, p.ID, p.PublicKey, p.Signature); err != nil {
 				return err
-			}
-			defer st.Close()
-			for _, p := range up.KyberPreKeys {
-				if _, err := st.Exec(account[:], device, p.ID, p.PublicKey, p.Signature); err != nil {
-					return err
-				}
 			}
 		}
 		return nil
@@ -104,7 +92,7 @@ func (s *Store) SetKeys(ctx context.Context, account uuid.UUID, device uint32, k
 // PreKeyCounts implements [store.Keys]. An unknown device fails with [store.ErrNotFound].
 func (s *Store) PreKeyCounts(ctx context.Context, account uuid.UUID, device uint32) (ec, kyber int, err error) {
 	var exists int
-	err = s.rdb.QueryRowContext(ctx, `SELECT
+	err = s.readRow(ctx, `SELECT
 			(SELECT COUNT(*) FROM devices WHERE account_id = ?1 AND id = ?2),
 			(SELECT COUNT(*) FROM prekeys WHERE account_id = ?1 AND device_id = ?2),
 			(SELECT COUNT(*) FROM kyber_prekeys WHERE account_id = ?1 AND device_id = ?2)`,
@@ -124,7 +112,7 @@ func (s *Store) PreKeyCounts(ctx context.Context, account uuid.UUID, device uint
 // cannot resurrect a key that was handed out.
 func (s *Store) TakeBundle(ctx context.Context, account uuid.UUID, device uint32) (store.Bundle, error) {
 	var b store.Bundle
-	err := s.write(ctx, 0, func(tx *sql.Tx) error {
+	err := s.write(ctx, 0, func(tx *wtx) error {
 		b = store.Bundle{DeviceID: device}
 		err := tx.QueryRow(`SELECT d.registration_id, a.identity_key FROM devices d JOIN accounts a ON a.id = d.account_id
 			WHERE d.account_id = ? AND d.id = ?`, account[:], device).Scan(&b.RegistrationID, &b.IdentityKey)

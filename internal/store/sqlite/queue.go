@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -27,6 +26,9 @@ func single(n int) []writeOpt {
 // never holds the writer (and every sender behind it) for long.
 const expireChunk = 2048
 
+const insertEnvelope = `INSERT INTO envelopes (account_id, device_id, id, server_time, body) VALUES (?, ?, ?, ?, ?)
+	ON CONFLICT (account_id, device_id, id) DO NOTHING`
+
 // Enqueue implements [store.Queue]. The call joins the writer's next batch: it returns nil
 // once the transaction holding its envelopes has committed with synchronous=FULL, that is,
 // once they are on disk. It runs in its own savepoint, so an unknown device fails this
@@ -48,12 +50,10 @@ func (s *Store) Enqueue(ctx context.Context, envs []*store.Envelope) error {
 		size += len(e.Body)
 	}
 	seqs := make([]int64, len(in))
-	err := s.write(ctx, size, func(tx *sql.Tx) error {
-		insert := tx.Stmt(s.stmts.insertEnv)
-		var lookup *sql.Stmt
+	err := s.write(ctx, size, func(tx *wtx) error {
 		for i := range in {
 			e := &in[i]
-			res, err := insert.Exec(e.Account[:], e.Device, e.ID[:], dbTime(e.ServerTime), e.Body)
+			res, err := tx.Exec(insertEnvelope, e.Account[:], e.Device, e.ID[:], dbTime(e.ServerTime), e.Body)
 			if err != nil {
 				// The foreign key on (account_id, device_id) is the device check: one
 				// index probe inside the insert, not a query of its own.
@@ -73,10 +73,8 @@ func (s *Store) Enqueue(ctx context.Context, envs []*store.Envelope) error {
 				continue
 			}
 			// Already queued (a retry): a no-op that reports the stored Seq.
-			if lookup == nil {
-				lookup = tx.Stmt(s.stmts.envSeq)
-			}
-			if err := lookup.QueryRow(e.Account[:], e.Device, e.ID[:]).Scan(&seqs[i]); err != nil {
+			if err := tx.QueryRow(`SELECT seq FROM envelopes WHERE account_id = ? AND device_id = ? AND id = ?`,
+				e.Account[:], e.Device, e.ID[:]).Scan(&seqs[i]); err != nil {
 				return err
 			}
 		}
@@ -96,7 +94,7 @@ func (s *Store) Pending(ctx context.Context, account uuid.UUID, device uint32, a
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT seq, id, server_time, body FROM envelopes
+	rows, err := s.readRows(ctx, `SELECT seq, id, server_time, body FROM envelopes
 		WHERE account_id = ? AND device_id = ? AND seq > ? ORDER BY seq LIMIT ?`, account[:], device, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading queue: %w", err)
@@ -130,6 +128,16 @@ const ackChunk = 256
 var ackQueries, expireQueries = inLists("DELETE FROM envelopes WHERE account_id = ? AND device_id = ? AND id IN ("),
 	inLists("DELETE FROM envelopes WHERE server_time < ? AND seq IN (")
 
+// padLen rounds an IN list's length up to a power of two (repeating the last value, which
+// IN ignores), so that at most nine statements per list are ever prepared.
+func padLen(n int) int {
+	p := 1
+	for p < n {
+		p <<= 1
+	}
+	return min(p, ackChunk)
+}
+
 func inLists(prefix string) []string {
 	qs := make([]string, ackChunk+1)
 	var q strings.Builder
@@ -151,13 +159,17 @@ func (s *Store) Ack(ctx context.Context, account uuid.UUID, device uint32, ids [
 	// One DELETE per chunk of ids rather than one per id: the per-statement cost, not
 	// the b-tree work, dominated a drain.
 	args := make([]any, 0, 2+min(len(ids), ackChunk))
-	err := s.write(ctx, 0, func(tx *sql.Tx) error {
+	err := s.write(ctx, 0, func(tx *wtx) error {
 		for chunk := range slices.Chunk(ids, ackChunk) {
 			args = append(args[:0], account[:], device)
 			for _, id := range chunk {
 				args = append(args, id[:])
 			}
-			if _, err := tx.Exec(ackQueries[len(chunk)], args...); err != nil {
+			n := padLen(len(chunk))
+			for len(args) < 2+n {
+				args = append(args, args[len(args)-1])
+			}
+			if _, err := tx.Exec(ackQueries[n], args...); err != nil {
 				return err
 			}
 		}
@@ -178,7 +190,7 @@ func (s *Store) ExpireBefore(ctx context.Context, t time.Time) (int64, error) {
 	seqs := make([]int64, 0, expireChunk)
 	for after := int64(0); ; {
 		seqs = seqs[:0]
-		rows, err := s.rdb.QueryContext(ctx, `SELECT seq FROM envelopes WHERE seq > ? AND server_time < ? ORDER BY seq LIMIT ?`,
+		rows, err := s.readRows(ctx, `SELECT seq FROM envelopes WHERE seq > ? AND server_time < ? ORDER BY seq LIMIT ?`,
 			after, dbTime(t), expireChunk)
 		if err != nil {
 			return total, fmt.Errorf("expiring envelopes: %w", err)
@@ -200,16 +212,19 @@ func (s *Store) ExpireBefore(ctx context.Context, t time.Time) (int64, error) {
 		}
 		after = seqs[len(seqs)-1]
 		var n int64
-		err = s.write(ctx, 0, func(tx *sql.Tx) error {
+		err = s.write(ctx, 0, func(tx *wtx) error {
 			args := make([]any, 0, 1+min(len(seqs), ackChunk))
 			for chunk := range slices.Chunk(seqs, ackChunk) {
 				args = append(args[:0], dbTime(t))
 				for _, seq := range chunk {
 					args = append(args, seq)
 				}
+				for len(args) < 1+padLen(len(chunk)) {
+					args = append(args, args[len(args)-1])
+				}
 				// server_time again: the row read may have been acked and its seq is
 				// never reused, but the check costs nothing and keeps the delete exact.
-				res, err := tx.Exec(expireQueries[len(chunk)], args...)
+				res, err := tx.Exec(expireQueries[len(args)-1], args...)
 				if err != nil {
 					return err
 				}

@@ -16,7 +16,7 @@ import (
 // [store.ErrConflict].
 func (s *Store) CreateVerification(ctx context.Context, v store.Verification) error {
 	v.CodeHash = bytesClone(v.CodeHash)
-	err := s.write(ctx, 0, func(tx *sql.Tx) error {
+	err := s.write(ctx, 0, func(tx *wtx) error {
 		res, err := tx.Exec(`INSERT INTO verifications (id, number, code_hash, attempts, verified, created_at, expires_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
 			v.ID, v.Number, v.CodeHash, v.Attempts, v.Verified, dbTime(nowOr(v.CreatedAt)), dbTime(v.ExpiresAt))
@@ -35,7 +35,7 @@ func (s *Store) CreateVerification(ctx context.Context, v store.Verification) er
 func (s *Store) Verification(ctx context.Context, id string) (store.Verification, error) {
 	v := store.Verification{ID: id}
 	var created, expires int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT number, code_hash, attempts, verified, created_at, expires_at
+	err := s.readRow(ctx, `SELECT number, code_hash, attempts, verified, created_at, expires_at
 		FROM verifications WHERE id = ?`, id).Scan(&v.Number, &v.CodeHash, &v.Attempts, &v.Verified, &created, &expires)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
@@ -50,7 +50,7 @@ func (s *Store) Verification(ctx context.Context, id string) (store.Verification
 // UpdateVerification implements [store.Verifications]. An unknown id fails with
 // [store.ErrNotFound].
 func (s *Store) UpdateVerification(ctx context.Context, v store.Verification) error {
-	err := s.write(ctx, 0, func(tx *sql.Tx) error {
+	err := s.write(ctx, 0, func(tx *wtx) error {
 		res, err := tx.Exec(`UPDATE verifications SET attempts = ?, verified = ? WHERE id = ?`, v.Attempts, v.Verified, v.ID)
 		if err != nil {
 			return err
@@ -66,7 +66,7 @@ func (s *Store) UpdateVerification(ctx context.Context, v store.Verification) er
 // DeleteVerification implements [store.Verifications]. Deleting an unknown id is not an
 // error: the session is gone either way.
 func (s *Store) DeleteVerification(ctx context.Context, id string) error {
-	err := s.write(ctx, 0, func(tx *sql.Tx) error {
+	err := s.write(ctx, 0, func(tx *wtx) error {
 		_, err := tx.Exec(`DELETE FROM verifications WHERE id = ?`, id)
 		return err
 	}, oneStatement)
@@ -93,7 +93,7 @@ func (s *Store) RecordConnection(ctx context.Context, account uuid.UUID, ip neti
 	}
 	// Unmap so that one client seen over IPv4 and IPv4-mapped IPv6 is one row.
 	addr := ip.Unmap().WithZone("").String()
-	err := s.write(ctx, 0, func(tx *sql.Tx) error {
+	err := s.write(ctx, 0, func(tx *wtx) error {
 		var one int
 		if err := tx.QueryRow(`SELECT 1 FROM accounts WHERE id = ?`, account[:]).Scan(&one); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
@@ -115,7 +115,7 @@ func (s *Store) RecordConnection(ctx context.Context, account uuid.UUID, ip neti
 
 // Connections implements [store.ConnLog]. An unknown account has no rows.
 func (s *Store) Connections(ctx context.Context, account uuid.UUID) ([]store.Connection, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT ip, first_seen, last_seen FROM connections
+	rows, err := s.readRows(ctx, `SELECT ip, first_seen, last_seen FROM connections
 		WHERE account_id = ? ORDER BY last_seen DESC, ip`, account[:])
 	if err != nil {
 		return nil, fmt.Errorf("listing connections: %w", err)
@@ -153,7 +153,7 @@ func (s *Store) PruneConnections(ctx context.Context, before time.Time) (int64, 
 // deleteCount runs one DELETE through the writer and returns the rows it deleted.
 func (s *Store) deleteCount(ctx context.Context, query string, args ...any) (int64, error) {
 	var n int64
-	err := s.write(ctx, 0, func(tx *sql.Tx) error {
+	err := s.write(ctx, 0, func(tx *wtx) error {
 		res, err := tx.Exec(query, args...)
 		if err != nil {
 			return err

@@ -75,7 +75,9 @@ type Store struct {
 	kick     chan struct{} // the writer asks for a checkpoint
 	ckptDone chan struct{} // closed when the checkpointer has exited
 
-	stmts writeStmts
+	wconn  *sql.Conn            // wdb's one connection, held for good; writer goroutine only
+	wstmts map[string]*sql.Stmt // statements prepared on wconn; writer goroutine only
+	rstmts sync.Map             // query string -> *sql.Stmt prepared on rdb
 
 	batches, writes atomic.Int64 // group commit counters, for benchmarks
 
@@ -158,12 +160,16 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 		kick:     make(chan struct{}, 1),
 		ckptDone: make(chan struct{}),
 	}
-	if err := s.stmts.prepare(ctx, wdb); err != nil {
+	// The writer keeps wdb's only connection, so that its prepared statements live as
+	// long as the store: SQLite spends tens of microseconds preparing a statement, more
+	// than running most of ours.
+	if s.wconn, err = wdb.Conn(ctx); err != nil {
 		wdb.Close()
 		rdb.Close()
 		cdb.Close()
 		return nil, fmt.Errorf("opening sqlite store: %w", err)
 	}
+	s.wstmts = map[string]*sql.Stmt{}
 	go s.writer()
 	go s.checkpointer()
 	return s, nil
@@ -184,8 +190,14 @@ func (s *Store) Close() error {
 	<-s.done
 	<-s.ckptDone // the writer closed kick on its way out
 
-	s.stmts.close()
-	err := errors.Join(s.rdb.Close(), s.cdb.Close(), s.wdb.Close())
+	for _, st := range s.wstmts {
+		st.Close()
+	}
+	s.rstmts.Range(func(_, st any) bool {
+		st.(*sql.Stmt).Close()
+		return true
+	})
+	err := errors.Join(s.wconn.Close(), s.rdb.Close(), s.cdb.Close(), s.wdb.Close())
 	if err != nil {
 		return fmt.Errorf("closing sqlite store: %w", err)
 	}
@@ -196,7 +208,7 @@ func (s *Store) Close() error {
 // goroutine, in a savepoint of its own unless it is a single statement.
 type writeReq struct {
 	ctx  context.Context
-	fn   func(tx *sql.Tx) error
+	fn   func(tx *wtx) error
 	size int // bytes of envelope bodies, for the batch byte cap
 	// oneStatement: fn changes the database with at most one statement, which SQLite
 	// already makes atomic, so a failure needs no savepoint to undo half of it.
@@ -218,7 +230,7 @@ func oneStatement(r *writeReq) { r.oneStatement = true }
 // fn's errors: a [store] sentinel (ErrNotFound, ...) rolls back this write alone; any
 // other error fails the whole batch, since SQLite may have rolled back the transaction
 // under it (an I/O error, a full disk).
-func (s *Store) write(ctx context.Context, size int, fn func(tx *sql.Tx) error, opts ...writeOpt) error {
+func (s *Store) write(ctx context.Context, size int, fn func(tx *wtx) error, opts ...writeOpt) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -329,15 +341,14 @@ func (s *Store) commit(batch []*writeReq) {
 	}
 	// The statements run under Background, not the callers' contexts: cancelling one
 	// caller must not interrupt a statement of the shared transaction.
-	ctx := context.Background()
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
+	tx := &wtx{s: s}
+	if _, err := tx.Exec("BEGIN IMMEDIATE"); err != nil {
 		s.log.Error("sqlite: beginning write transaction", "err", err)
 		fail(fmt.Errorf("beginning write transaction: %w", err))
 		return
 	}
 	abort := func(err error) {
-		tx.Rollback()
+		tx.rollback()
 		s.log.Error("sqlite: write batch failed", "err", err, "writes", len(batch))
 		fail(err)
 	}
@@ -348,7 +359,7 @@ func (s *Store) commit(batch []*writeReq) {
 		}
 		savepoint := !r.oneStatement && len(batch) > 1
 		if savepoint {
-			if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+			if _, err := tx.Exec("SAVEPOINT w"); err != nil {
 				abort(fmt.Errorf("opening savepoint: %w", err))
 				return
 			}
@@ -360,26 +371,27 @@ func (s *Store) commit(batch []*writeReq) {
 			abort(ferr)
 			return
 		case len(batch) == 1 && !r.oneStatement:
-			tx.Rollback()
+			tx.rollback()
 			r.res <- ferr
 			return
 		default:
 			errs[i] = ferr
 			if savepoint {
-				if _, err := tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
+				if _, err := tx.Exec("ROLLBACK TO w"); err != nil {
 					abort(fmt.Errorf("rolling back savepoint: %w", err))
 					return
 				}
 			}
 		}
 		if savepoint {
-			if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
+			if _, err := tx.Exec("RELEASE w"); err != nil {
 				abort(fmt.Errorf("releasing savepoint: %w", err))
 				return
 			}
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := tx.Exec("COMMIT"); err != nil {
+		tx.rollback() // a failed COMMIT may leave the transaction open
 		s.log.Error("sqlite: committing write batch", "err", err, "writes", len(batch))
 		fail(fmt.Errorf("committing: %w", err))
 		return
@@ -443,37 +455,92 @@ func (s *Store) checkpoint(mode string) {
 	}
 }
 
-// writeStmts are the hot-path statements, prepared once on the write connection.
-type writeStmts struct {
-	deviceExists *sql.Stmt
-	insertEnv    *sql.Stmt
-	envSeq       *sql.Stmt
+// wtx is the writer's open transaction as a write function sees it. Its statements run
+// on the write connection inside the batch's BEGIN ... COMMIT, and each query string is
+// prepared once for the life of the store.
+type wtx struct{ s *Store }
+
+func (t *wtx) stmt(query string) (*sql.Stmt, error) {
+	if st, ok := t.s.wstmts[query]; ok {
+		return st, nil
+	}
+	st, err := t.s.wconn.PrepareContext(context.Background(), query)
+	if err != nil {
+		return nil, err
+	}
+	t.s.wstmts[query] = st
+	return st, nil
 }
 
-func (w *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
-	for _, p := range []struct {
-		dst   **sql.Stmt
-		query string
-	}{
-		{&w.deviceExists, `SELECT 1 FROM devices WHERE account_id = ? AND id = ?`},
-		{&w.insertEnv, `INSERT INTO envelopes (account_id, device_id, id, server_time, body) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (account_id, device_id, id) DO NOTHING`},
-		{&w.envSeq, `SELECT seq FROM envelopes WHERE account_id = ? AND device_id = ? AND id = ?`},
-	} {
-		st, err := db.PrepareContext(ctx, p.query)
-		if err != nil {
-			w.close()
-			return fmt.Errorf("preparing statement: %w", err)
-		}
-		*p.dst = st
+// Exec runs a statement in the transaction.
+func (t *wtx) Exec(query string, args ...any) (sql.Result, error) {
+	st, err := t.stmt(query)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	return st.Exec(args...)
 }
 
-func (w *writeStmts) close() {
-	for _, st := range []*sql.Stmt{w.deviceExists, w.insertEnv, w.envSeq} {
-		if st != nil {
-			st.Close()
-		}
+// QueryRow runs a query expected to return at most one row.
+func (t *wtx) QueryRow(query string, args ...any) row {
+	st, err := t.stmt(query)
+	if err != nil {
+		return row{err: err}
 	}
+	return row{row: st.QueryRow(args...)}
+}
+
+func (t *wtx) rollback() {
+	if _, err := t.s.wconn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+		t.s.log.Debug("sqlite: rollback", "err", err) // no transaction left to roll back
+	}
+}
+
+// row is a [sql.Row] that may carry a preparation error.
+type row struct {
+	row *sql.Row
+	err error
+}
+
+// Scan is [sql.Row.Scan].
+func (r row) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	return r.row.Scan(dest...)
+}
+
+// readStmt returns query prepared on the read pool (database/sql then prepares it once
+// per pooled connection).
+func (s *Store) readStmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.rstmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.rdb.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.rstmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// readRow runs a one-row query on the read pool.
+func (s *Store) readRow(ctx context.Context, query string, args ...any) row {
+	st, err := s.readStmt(ctx, query)
+	if err != nil {
+		return row{err: err}
+	}
+	return row{row: st.QueryRowContext(ctx, args...)}
+}
+
+// readRows runs a query on the read pool.
+func (s *Store) readRows(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := s.readStmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
 }

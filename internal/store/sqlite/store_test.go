@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"path/filepath"
 	"slices"
@@ -124,7 +123,7 @@ func TestPragmas(t *testing.T) {
 	for _, tc := range tests {
 		var got string
 		// Ask the writer's own connection: that is where durability is decided.
-		err := s.write(context.Background(), 0, func(tx *sql.Tx) error {
+		err := s.write(context.Background(), 0, func(tx *wtx) error {
 			return tx.QueryRow("PRAGMA " + tc.pragma).Scan(&got)
 		})
 		if err != nil || got != tc.want {
@@ -169,7 +168,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open() = %v", err)
 	}
-	err = s.write(ctx, 0, func(tx *sql.Tx) error {
+	err = s.write(ctx, 0, func(tx *wtx) error {
 		_, err := tx.Exec("UPDATE schema_version SET version = version + 1")
 		return err
 	})
@@ -197,7 +196,7 @@ func TestMigrationAtomic(t *testing.T) {
 	ms, _ := migrations(migrationFS)
 	broken := append(ms, migration{version: len(ms) + 1, name: "broken.sql",
 		sql: "CREATE TABLE half_done (x INTEGER); THIS IS NOT SQL;"})
-	err = s.write(ctx, 0, func(tx *sql.Tx) error { return nil }) // writer is idle from here
+	err = s.write(ctx, 0, func(tx *wtx) error { return nil }) // writer is idle from here
 	if err != nil {
 		t.Fatal(err)
 	}
