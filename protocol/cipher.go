@@ -426,12 +426,8 @@ func (c *Cipher) decryptState(st *proto.Session, remote Address, m *SignalMessag
 	}
 	keys := deriveMessageKeys(mac, seed[:])
 
-	theirs, err1 := curve.NewPublicKey(st.RemoteIdentityPublic)
-	local, err2 := curve.NewPublicKey(st.LocalIdentityPublic)
-	if err1 != nil || err2 != nil {
-		return nil, nil, ErrInvalidMessage
-	}
-	if !m.verifyMAC(mac, keys.macKey[:], theirs, local) {
+	// Both identities were validated when the state was built or decoded (checkState).
+	if !m.verifyMAC(mac, keys.macKey[:], st.RemoteIdentityPublic, st.LocalIdentityPublic) {
 		return nil, nil, ErrInvalidMessage
 	}
 	if m.body.Addresses != nil {

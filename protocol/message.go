@@ -95,23 +95,20 @@ func newSignalMessage(mac *primitives.MAC, macKey []byte, ratchetKey *curve.Publ
 	b := make([]byte, 1, 1+len(ciphertext)+64+len(addresses)+macSize)
 	b[0] = versionByte
 	b = m.body.Marshal(b)
-	tag := computeMAC(mac, macKey, sender, receiver, b)
+	tag := computeMAC(mac, macKey, sender.Bytes(), receiver.Bytes(), b)
 	m.serialized = append(b, tag[:macSize]...)
 	return m
 }
 
 // computeMAC is HMAC-SHA256(macKey, sender identity || receiver identity || message),
-// the identities in their 33-byte serialized form, as libsignal computes it.
-func computeMAC(mac *primitives.MAC, macKey []byte, sender, receiver *curve.PublicKey, msg []byte) [32]byte {
-	var s, r [curve.PublicKeySize]byte
-	s[0], r[0] = curve.TypeDjb, curve.TypeDjb
-	copy(s[1:], sender.U())
-	copy(r[1:], receiver.U())
-	return mac.Sum32(macKey, s[:], r[:], msg)
+// the identities in their 33-byte serialized form (0x05 || u), as libsignal computes it.
+func computeMAC(mac *primitives.MAC, macKey, sender, receiver, msg []byte) [32]byte {
+	return mac.Sum32(macKey, sender, receiver, msg)
 }
 
-// verifyMAC checks the message's tag in constant time.
-func (m *SignalMessage) verifyMAC(mac *primitives.MAC, macKey []byte, sender, receiver *curve.PublicKey) bool {
+// verifyMAC checks the message's tag in constant time; sender and receiver are
+// serialized identity keys.
+func (m *SignalMessage) verifyMAC(mac *primitives.MAC, macKey, sender, receiver []byte) bool {
 	n := len(m.serialized) - macSize
 	tag := computeMAC(mac, macKey, sender, receiver, m.serialized[:n])
 	return primitives.Equal(tag[:macSize], m.serialized[n:])
