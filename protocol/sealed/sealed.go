@@ -6,16 +6,21 @@
 //
 // # What the server learns
 //
-// The server that stores and forwards a sealed envelope learns its destination (the
-// account and device whose queue it sits in, which the recipient's authenticated
-// connection reveals anyway), its size and when it arrived. It does not learn who sent
-// it: the sender sends without authenticating, and the sender's identity key, account
-// id, device id and certificate travel only inside the encryption, under keys derived
-// from the recipient's identity key. The server cannot tell two messages from one sender
-// apart from two messages from two senders by their contents. What remains visible to
-// it and to the network is outside this package: the IP address a send came from, its
-// timing, and whatever the transport reveals (Bastion's server keeps no sender for an
-// envelope and logs no sender-recipient pair; see docs/protocol.md).
+// From a sealed envelope the server learns its destination (the account and device
+// whose queue it sits in, which the recipient's authenticated connection reveals
+// anyway), its size and when it arrived. It does not learn who sent it: the sender's
+// identity key, account id, device id and certificate travel only inside the
+// encryption, under keys derived from the recipient's identity key and a fresh
+// ephemeral key, so two envelopes from one sender look unrelated, and a stored queue,
+// a backup or a database handed over under an order holds no sender.
+//
+// What sealing cannot hide is how the envelope reached the server. If the send request
+// is authenticated as the sending device (Bastion's PUT /v1/messages is, today), the
+// server knows the sender at that moment; Bastion's server is built not to record it
+// (the envelope has no source field, no sender-recipient pair is logged), but that is
+// the server's policy, not this package's guarantee. Hiding the sender from a server
+// that does not cooperate takes an unauthenticated send path as well (Signal's
+// "unidentified access"), and, against the network, hiding the IP address and timing.
 //
 // # What the recipient learns, and why it can trust it
 //
@@ -31,9 +36,12 @@
 // So the certificate stops one user from claiming to be another: the server vouches for
 // the binding of account to key once a day, and each message proves the key. The
 // certificate does not make the server trustworthy: the server could certify a key of
-// its choosing for any account, which is why the inner Signal session's identity key is
-// still checked by the session layer (safety numbers, key transparency) and why the
-// certificate's key must match it for the session to decrypt at all.
+// its choosing for any account. What protects against that is the session layer: the
+// inner message decrypts only under the session of the address the certificate names,
+// an existing session authenticates its messages with the identity key it was built
+// with, and a new session's identity key goes through the identity store's trust
+// decision (safety numbers, key transparency). A client should also check that
+// [Content].Certificate.IdentityKey is the identity key it trusts for [Content].Sender.
 //
 // # Construction (sealed sender v1)
 //
