@@ -396,3 +396,68 @@ func writeTestdata(t *testing.T, files map[string][]byte) {
 		}
 	}
 }
+
+// Go and libsignal start sessions with each other at the same time; each keeps both
+// states, and they converge whichever message arrives first.
+func TestInteropSimultaneousInitiation(t *testing.T) {
+	peer := libsignal.StartForTest(t)
+	const name = "bob-simultaneous"
+	if _, err := peer.NewParty(libsignal.NewPartyArgs{Party: name}); err != nil {
+		t.Fatal(err)
+	}
+	lb, err := peer.GenerateBundle(name, libsignal.BundleArgs{DeviceID: 1, PreKeyID: 1, SignedPreKeyID: 2, KyberPreKeyID: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := newParty(t, aliceID, 31)
+	if err := alice.cipher.ProcessPreKeyBundle(ctx, bobID, fromLibBundle(t, lb), now); err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.ProcessBundle(name, toLib(aliceID), toLibBundle(alice.bundle(t, 4, 5, 6, true))); err != nil {
+		t.Fatal(err)
+	}
+	goSide, libSide := goEnd{alice}, libEnd{peer, name}
+	ma := goSide.send(t, bobID, "from go")
+	mb := libSide.send(t, aliceID, "from libsignal")
+	if ma.Type != libsignal.TypePreKey || mb.Type != libsignal.TypePreKey {
+		t.Fatalf("types = %d, %d, want PreKey", ma.Type, mb.Type)
+	}
+	mustRecv(t, libSide, aliceID, ma, "from go")
+	mustRecv(t, goSide, bobID, mb, "from libsignal")
+	for i := range 3 {
+		m := goSide.send(t, bobID, fmt.Sprint("go ", i))
+		mustRecv(t, libSide, aliceID, m, fmt.Sprint("go ", i))
+		r := libSide.send(t, aliceID, fmt.Sprint("lib ", i))
+		mustRecv(t, goSide, bobID, r, fmt.Sprint("lib ", i))
+	}
+}
+
+// libsignal resets the session (a new bundle) in the middle of a conversation; Go
+// follows, and a message still in flight on the old session decrypts from the archive
+// (which makes the old state current again, on both sides, as libsignal does).
+func TestInteropSessionReset(t *testing.T) {
+	peer := libsignal.StartForTest(t)
+	const name = "alice-reset"
+	if _, err := peer.NewParty(libsignal.NewPartyArgs{Party: name}); err != nil {
+		t.Fatal(err)
+	}
+	bob := newParty(t, bobID, 8)
+	libSide, goSide := libEnd{peer, name}, goEnd{bob}
+	if err := peer.ProcessBundle(name, toLib(bobID), toLibBundle(bob.bundle(t, 1, 2, 3, true))); err != nil {
+		t.Fatal(err)
+	}
+	mustRecv(t, goSide, aliceID, libSide.send(t, bobID, "old 1"), "old 1")
+	mustRecv(t, libSide, bobID, goSide.send(t, aliceID, "reply"), "reply")
+	inFlight := libSide.send(t, bobID, "old 2")
+
+	if err := peer.ProcessBundle(name, toLib(bobID), toLibBundle(bob.bundle(t, 11, 12, 13, true))); err != nil {
+		t.Fatal(err)
+	}
+	fresh := libSide.send(t, bobID, "new 1")
+	if fresh.Type != libsignal.TypePreKey {
+		t.Fatalf("after reset: type %d, want PreKey", fresh.Type)
+	}
+	mustRecv(t, goSide, aliceID, fresh, "new 1")
+	mustRecv(t, goSide, aliceID, inFlight, "old 2")
+	mustRecv(t, libSide, bobID, goSide.send(t, aliceID, "on new"), "on new")
+}
