@@ -37,6 +37,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bastionchat/bastion/internal/store"
@@ -126,9 +127,15 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // inTx runs fn in a transaction and commits it, retrying the whole transaction when
 // PostgreSQL aborted it to break a deadlock or a serialization conflict.
 func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return s.retry(ctx, func() error { return pgx.BeginFunc(ctx, s.pool, fn) })
+}
+
+// retry runs fn, a whole transaction, again while PostgreSQL aborts it to break a
+// deadlock or a serialization conflict.
+func (s *Store) retry(ctx context.Context, fn func() error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = pgx.BeginFunc(ctx, s.pool, fn)
+		err = fn()
 		if !retryable(err) || attempt == maxTxAttempts {
 			return err
 		}
@@ -187,6 +194,12 @@ type enqueuer struct {
 	s    *Store
 	reqs chan *enqReq
 
+	// direct makes every call commit alone, in its own goroutine: the baseline the
+	// benchmarks compare group commit with.
+	direct bool
+
+	batches, calls atomic.Int64 // group commit counters, for benchmarks
+
 	mu     sync.RWMutex // guards closed and sends on reqs against stop
 	closed bool
 	done   chan struct{} // closed when the dispatcher and every worker have finished
@@ -218,6 +231,13 @@ func (e *enqueuer) submit(ctx context.Context, r *enqReq) error {
 	if e.closed {
 		e.mu.RUnlock()
 		return errClosed
+	}
+	if e.direct {
+		defer e.mu.RUnlock()
+		e.s.commitBatch([]*enqReq{r})
+		e.batches.Add(1)
+		e.calls.Add(1)
+		return r.err
 	}
 	select {
 	case e.reqs <- r:
@@ -265,6 +285,8 @@ func (e *enqueuer) dispatch(workers int) {
 				break drain
 			}
 		}
+		e.batches.Add(1)
+		e.calls.Add(int64(len(batch)))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

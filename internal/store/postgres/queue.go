@@ -92,7 +92,14 @@ func (s *Store) commitBatch(batch []*enqReq) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
-	err := s.inTx(ctx, func(tx pgx.Tx) error { return enqueueTx(ctx, tx, live) })
+	var stored bool
+	err := s.retry(ctx, func() (err error) {
+		stored, err = s.enqueueFast(ctx, live)
+		return err
+	})
+	if err == nil && !stored {
+		err = s.inTx(ctx, func(tx pgx.Tx) error { return enqueueTx(ctx, tx, live) })
+	}
 	if err != nil && len(live) > 1 {
 		s.log.Warn("postgres: enqueue batch failed, retrying its calls one by one", "calls", len(live), "err", err)
 		for _, r := range live {
@@ -110,6 +117,107 @@ func (s *Store) commitBatch(batch []*enqReq) {
 		}
 		close(r.done)
 	}
+}
+
+// SQL shared by both enqueue paths.
+const (
+	// lockDevices locks the destination devices, in one global order so that enqueuers
+	// never deadlock. NO KEY UPDATE conflicts with itself only: enqueues to one device
+	// are serialised from here to commit (Seq order = commit order within a queue, see
+	// the package doc), while reads, key uploads and foreign-key checks go on.
+	lockDevices = `SELECT account_id, id FROM devices
+		WHERE (account_id, id) IN (SELECT * FROM unnest($1::uuid[], $2::int8[]))
+		ORDER BY account_id, id FOR NO KEY UPDATE`
+	// insertEnvelopes inserts in input order (ORDER BY ord), so Seqs follow the calls'
+	// order. ON CONFLICT DO NOTHING makes a retry (an id already queued for the device,
+	// or twice in this batch) a no-op.
+	insertEnvelopes = `INSERT INTO envelopes (account_id, device_id, id, server_time, body)
+		SELECT account_id, device_id, id, server_time, body
+		FROM unnest($1::uuid[], $2::int8[], $3::uuid[], $4::timestamptz[], $5::bytea[])
+			WITH ORDINALITY AS u(account_id, device_id, id, server_time, body, ord)
+		ORDER BY ord
+		ON CONFLICT (account_id, device_id, id) DO NOTHING`
+	// envelopeSeqs reads back the Seq of each input envelope, in input order.
+	envelopeSeqs = `SELECT e.seq FROM unnest($1::uuid[], $2::int8[], $3::uuid[]) WITH ORDINALITY AS u(account_id, device_id, id, ord)
+		LEFT JOIN envelopes e ON e.account_id = u.account_id AND e.device_id = u.device_id AND e.id = u.id
+		ORDER BY u.ord`
+)
+
+// enqueueFast stores reqs in one round trip, the common case: lock, insert and read back
+// the Seqs, pipelined as one implicit transaction that commits at the end of the
+// pipeline. When a call names an unknown device the foreign key fails the INSERT and
+// with it the whole transaction: enqueueFast reports stored=false, having stored nothing,
+// and enqueueTx sorts the calls out.
+func (s *Store) enqueueFast(ctx context.Context, reqs []*enqReq) (stored bool, err error) {
+	devSet := map[devKey]struct{}{}
+	var (
+		accts, ids []uuid.UUID
+		devs       []int64
+		times      []time.Time
+		bodies     [][]byte
+	)
+	for _, r := range reqs {
+		for _, e := range r.envs {
+			devSet[devKey{e.Account, int64(e.Device)}] = struct{}{}
+			accts, devs, ids = append(accts, e.Account), append(devs, int64(e.Device)), append(ids, e.ID)
+			times, bodies = append(times, e.ServerTime), append(bodies, e.Body)
+		}
+	}
+	lockAccts, lockDevs := make([]uuid.UUID, 0, len(devSet)), make([]int64, 0, len(devSet))
+	for k := range devSet {
+		lockAccts, lockDevs = append(lockAccts, k.account), append(lockDevs, k.device)
+	}
+	b := &pgx.Batch{}
+	b.Queue(lockDevices, lockAccts, lockDevs)
+	b.Queue(insertEnvelopes, accts, devs, ids, times, bodies)
+	b.Queue(envelopeSeqs, accts, devs, ids)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return false, err
+	}
+	if _, err := br.Exec(); err != nil {
+		if pgCode(err) == codeForeignKeyViolation {
+			return false, nil
+		}
+		return false, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return false, err
+	}
+	seqs := make([]*int64, 0, len(ids))
+	for rows.Next() {
+		var seq *int64
+		if err := rows.Scan(&seq); err != nil {
+			rows.Close()
+			return false, err
+		}
+		seqs = append(seqs, seq)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	// Close waits for the commit: only now are the envelopes durable.
+	if err := br.Close(); err != nil {
+		return false, err
+	}
+	if len(seqs) != len(ids) {
+		return false, fmt.Errorf("read back %d seqs for %d envelopes", len(seqs), len(ids))
+	}
+	i := 0
+	for _, r := range reqs {
+		r.err, r.seqs = nil, make([]int64, len(r.envs))
+		for j := range r.envs {
+			if seqs[i] == nil {
+				return false, fmt.Errorf("envelope neither inserted nor found (device %d)", r.envs[j].Device) // broken invariant: committed in this transaction
+			}
+			r.seqs[j] = *seqs[i]
+			i++
+		}
+	}
+	return true, nil
 }
 
 // enqueueTx stores the envelopes of reqs in tx and fills each request's seqs, or its err
@@ -130,9 +238,7 @@ func enqueueTx(ctx context.Context, tx pgx.Tx, reqs []*enqReq) error {
 	for k := range want {
 		accts, devs = append(accts, k.account), append(devs, k.device)
 	}
-	rows, err := tx.Query(ctx, `SELECT account_id, id FROM devices
-		WHERE (account_id, id) IN (SELECT * FROM unnest($1::uuid[], $2::int8[]))
-		ORDER BY account_id, id FOR NO KEY UPDATE`, accts, devs)
+	rows, err := tx.Query(ctx, lockDevices, accts, devs)
 	if err != nil {
 		return err
 	}
