@@ -26,7 +26,7 @@ type PreKeyBundle struct {
 }
 
 // NewPreKeyBundle builds a bundle from the serialized public keys a server hands out,
-// validating every key encoding. preKey may be nil (no one-time prekey). The
+// validating every key encoding. preKey may be empty (no one-time prekey). The
 // signatures are checked by [PreKeyBundle.Verify], which [Cipher.ProcessPreKeyBundle]
 // calls.
 func NewPreKeyBundle(registrationID, deviceID, preKeyID uint32, preKey []byte,
@@ -38,7 +38,7 @@ func NewPreKeyBundle(registrationID, deviceID, preKeyID uint32, preKey []byte,
 		KyberPreKeyID: kyberPreKeyID, KyberPreKeySignature: append([]byte(nil), kyberPreKeySignature...),
 	}
 	var err error
-	if preKey != nil {
+	if len(preKey) > 0 {
 		b.PreKeyID = preKeyID
 		if b.PreKey, err = curve.NewPublicKey(preKey); err != nil {
 			return nil, fmt.Errorf("bundle prekey: %w", err)
