@@ -74,7 +74,8 @@ func BenchmarkEnqueue(b *testing.B) {
 			wg.Wait()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "envelopes/s")
 			reportCPU(b, cpu0, "envelope")
-			b.ReportMetric(float64(s.writes.Load())/float64(s.batches.Load()), "writes/commit")
+			st := s.Stats()
+			b.ReportMetric(float64(st.Writes)/float64(st.Commits), "writes/commit")
 		})
 	}
 }

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -60,6 +61,13 @@ func TestCloseDrains(t *testing.T) {
 	wg.Wait()
 	if err := s.Close(); err != nil {
 		t.Errorf("Close() twice = %v, want nil", err)
+	}
+	// A clean close checkpoints everything and truncates the WAL.
+	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() != 0 {
+		t.Errorf("WAL after Close is %d bytes, want 0 (checkpointed and truncated)", fi.Size())
+	}
+	if st := s.Stats(); st.Commits == 0 || st.Writes < st.Commits {
+		t.Errorf("Stats() = %+v, want commits and at least as many writes", st)
 	}
 
 	s, err = Open(ctx, path, nil)
