@@ -180,6 +180,18 @@ type SendResponse struct {
 	ServerTime int64 `json:"server_time"` // ms since epoch, stamped on every envelope
 }
 
+// TrustRootResponse is the answer to GET /v1/certificate/trust-root: the sealed-sender
+// trust root clients check server certificates against.
+type TrustRootResponse struct {
+	TrustRoot []byte `json:"trust_root"` // 33-byte Curve25519 public key
+}
+
+// DeliveryCertificateResponse is the answer to GET /v1/certificate/delivery: the calling
+// device's sealed-sender certificate (libsignal's serialized SenderCertificate).
+type DeliveryCertificateResponse struct {
+	Certificate []byte `json:"certificate"`
+}
+
 // WebSocket frames (GET /v1/websocket): JSON text frames, one Frame each.
 const (
 	FrameEnvelopes  = "envelopes"   // server -> client: Envelopes, in queue order

@@ -192,18 +192,14 @@ func write(f *os.File, b []byte) error {
 	return err
 }
 
-// trustRootResponse is GET /v1/certificate/trust-root.
-type trustRootResponse struct {
-	TrustRoot []byte `json:"trust_root"` // 33-byte Curve25519 public key, base64
-}
-
-// deliveryCertificateResponse is GET /v1/certificate/delivery.
-type deliveryCertificateResponse struct {
-	Certificate []byte `json:"certificate"` // a serialized SenderCertificate, base64
-}
+// Wire types of the two endpoints, in package api with the others.
+type (
+	trustRootResponse           = api.TrustRootResponse
+	deliveryCertificateResponse = api.DeliveryCertificateResponse
+)
 
 func (s *Server) trustRoot(w http.ResponseWriter, _ *http.Request) error {
-	writeJSON(w, http.StatusOK, trustRootResponse{TrustRoot: s.certs.trustRoot.Bytes()})
+	writeJSON(w, http.StatusOK, api.TrustRootResponse{TrustRoot: s.certs.trustRoot.Bytes()})
 	return nil
 }
 
@@ -228,6 +224,6 @@ func (s *Server) deliveryCertificate(w http.ResponseWriter, r *http.Request, d d
 		return fmt.Errorf("issuing a delivery certificate: %w", err)
 	}
 	w.Header().Set("Cache-Control", "no-store") // one device's credential
-	writeJSON(w, http.StatusOK, deliveryCertificateResponse{Certificate: cert})
+	writeJSON(w, http.StatusOK, api.DeliveryCertificateResponse{Certificate: cert})
 	return nil
 }
