@@ -57,7 +57,7 @@ func (c *Cipher) ProcessPreKeyBundle(ctx context.Context, remote Address, bundle
 	if err := remote.Validate(); err != nil {
 		return fmt.Errorf("processing bundle: %w", err)
 	}
-	if bundle.IdentityKey == nil {
+	if bundle == nil || bundle.IdentityKey == nil {
 		return fmt.Errorf("processing bundle: missing identity key")
 	}
 	trusted, err := c.Stores.Identity.IsTrustedIdentity(ctx, remote, bundle.IdentityKey, Sending)
