@@ -22,7 +22,7 @@ import (
 )
 
 // TestRunServesAndShutsDown drives Run as bastiond does: a real listener, SQLite in a
-// temp dir, the dev SMS console. Half-open connections do not keep a client from
+// temp dir, the dev SMS console. A thousand half-open connections do not keep a client from
 // registering, and shutdown closes WebSockets with 1001 and returns nil.
 func TestRunServesAndShutsDown(t *testing.T) {
 	cfg := DefaultConfig()
@@ -53,7 +53,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 
 	// Half-open connections: a partial request header each, never finished.
 	var halfOpen []net.Conn
-	for range 100 {
+	for range 1000 {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatalf("dial: %v", err)
