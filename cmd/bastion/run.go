@@ -68,7 +68,7 @@ profile. A wrong code fails with the attempts left.`,
 	"send": `Usage: bastion send +PHONE TEXT
 
 Encrypts TEXT for every device of the account registered with PHONE (quote TEXT if it
-has spaces) and hands it to the server, which holds it until the recipient receives.
+has spaces; put -- before a TEXT that starts with -) and hands it to the server, which holds it until the recipient receives.
 Fails if PHONE is not registered, or if its identity key changed and is not trusted
 yet (see "bastion safety-number" and "bastion trust").`,
 	"receive": `Usage: bastion receive
@@ -173,7 +173,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("bastion "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	addGlobals(fs, &c.g)
-	if err := fs.Parse(rest); err != nil {
+	pos, err := parseInterspersed(fs, rest)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stdout, commandHelp[name])
 			return exitOK
@@ -181,15 +182,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "bastion %s: %v\n\n%s\n", name, err, commandHelp[name])
 		return exitUsage
 	}
-	if fs.NArg() != cmd.args {
-		fmt.Fprintf(stderr, "bastion %s: want %d argument(s), got %d\n\n%s\n", name, cmd.args, fs.NArg(), commandHelp[name])
+	if len(pos) != cmd.args {
+		fmt.Fprintf(stderr, "bastion %s: want %d argument(s), got %d\n\n%s\n", name, cmd.args, len(pos), commandHelp[name])
 		return exitUsage
 	}
-	if err := cmd.run(c, ctx, fs.Args()); err != nil {
+	if err := cmd.run(c, ctx, pos); err != nil {
 		c.fail(name, err)
 		return exitError
 	}
 	return exitOK
+}
+
+// parseInterspersed parses flags anywhere among the arguments and returns the others in
+// order; everything after "--" is an argument (for a text that starts with "-").
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
 }
 
 type command struct {
