@@ -5,6 +5,8 @@
 // Usage:
 //
 //	bastiond serve [flags]
+//	bastiond legal COMMAND [flags]   the lawful-request desk (docs/lawful-access.md)
+//	bastiond market COMMAND [flags]  withdraw the service from a country, or restore it
 //
 // Every flag can also be given as a BASTION_* environment variable (--queue-ttl is
 // BASTION_QUEUE_TTL); a flag on the command line wins. With no flags it serves plain
@@ -35,6 +37,8 @@ const usage = `bastiond is the Bastion server.
 
 Usage:
   bastiond serve [flags]   run the server (bastiond serve --help lists the flags)
+  bastiond legal COMMAND   the lawful-request desk (bastiond legal help)
+  bastiond market COMMAND  withdraw the service from a country, or restore it
   bastiond help            show this help
 `
 
@@ -46,6 +50,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], getenv, stdout, stderr)
+	case "legal":
+		return legalCmd(args[1:], getenv, stdout, stderr)
+	case "market":
+		return marketCmd(args[1:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
