@@ -124,7 +124,8 @@ func (s *Store) Pending(ctx context.Context, account uuid.UUID, device uint32, a
 // hundred keeps the statement cache small.
 const ackChunk = 256
 
-// ackQueries[n] and expireQueries[n] are the DELETEs for n ids or seqs, 1 <= n <= ackChunk.
+// ackQueries[n] and expireQueries[n] are the DELETEs for n ids or seqs, n a power of two
+// up to ackChunk.
 var ackQueries, expireQueries = inLists("DELETE FROM envelopes WHERE account_id = ? AND device_id = ? AND id IN ("),
 	inLists("DELETE FROM envelopes WHERE server_time < ? AND seq IN (")
 
@@ -140,11 +141,8 @@ func padLen(n int) int {
 
 func inLists(prefix string) []string {
 	qs := make([]string, ackChunk+1)
-	var q strings.Builder
-	q.WriteString(prefix + "?")
-	for n := 1; n <= ackChunk; n++ {
-		qs[n] = q.String() + ")"
-		q.WriteString(", ?")
+	for n := 1; n <= ackChunk; n *= 2 { // the lengths padLen returns
+		qs[n] = prefix + "?" + strings.Repeat(", ?", n-1) + ")"
 	}
 	return qs
 }

@@ -261,3 +261,44 @@ func TestExpireChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestAckSizes acknowledges in lists of many lengths (the id lists are padded to powers
+// of two and split at 256), with unknown ids mixed in.
+func TestAckSizes(t *testing.T) {
+	s := openTemp(t)
+	defer s.Close()
+	ctx := context.Background()
+	acct, _, err := s.Register(ctx, "+14155550114", make([]byte, 33), store.Device{ID: 1, CredentialHash: make([]byte, 32)})
+	if err != nil {
+		t.Fatalf("Register() = %v", err)
+	}
+	sizes := []int{1, 2, 3, 5, 256, 257, 600}
+	total := 0
+	for _, n := range sizes {
+		total += n
+	}
+	var envs []*store.Envelope
+	for range total + 10 {
+		envs = append(envs, &store.Envelope{ID: uuid.New(), Account: acct.ID, Device: 1, ServerTime: time.Now(), Body: []byte("x")})
+	}
+	for chunk := range slices.Chunk(envs, 500) {
+		if err := s.Enqueue(ctx, chunk); err != nil {
+			t.Fatalf("Enqueue() = %v", err)
+		}
+	}
+	next := 0
+	for _, n := range sizes {
+		var ids []uuid.UUID
+		for _, e := range envs[next : next+n] {
+			ids = append(ids, e.ID, uuid.New()) // each with an unknown id beside it
+		}
+		next += n
+		if err := s.Ack(ctx, acct.ID, 1, ids); err != nil {
+			t.Fatalf("Ack(%d ids) = %v", len(ids), err)
+		}
+		left, err := s.Pending(ctx, acct.ID, 1, 0, 1<<20)
+		if err != nil || len(left) != len(envs)-next || (len(left) > 0 && left[0].ID != envs[next].ID) {
+			t.Fatalf("Pending() after acking %d = %d envelopes, %v; want the %d not acknowledged", next, len(left), err, len(envs)-next)
+		}
+	}
+}
