@@ -252,6 +252,11 @@ func encrypt(rand io.Reader, recipientIdentity *curve.PublicKey, sender *protoco
 // against trustRoot at time now (see the package documentation for what is checked).
 // Every failure is [ErrInvalid].
 //
+// now should be the time the server received the message (api.Envelope.ServerTime),
+// as libsignal's clients pass it, not the time of opening: a certificate lasts a day and
+// a queue holds messages for 30, so a device that was offline for two days would
+// otherwise refuse everything sent while it was away.
+//
 // Decrypt does not know the local device's address, so it cannot refuse a message that
 // claims to come from this very device (libsignal's self-send check). Such a message
 // can only be made with the account's own identity private key and a certificate for
