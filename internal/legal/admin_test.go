@@ -64,10 +64,10 @@ func TestAdminSocket(t *testing.T) {
 	if _, err := a.Show(ctx, 99); err == nil || !strings.Contains(err.Error(), "no such order") {
 		t.Errorf("Show(99) = %v, want no such order", err)
 	}
-	if _, err := a.Withdraw(ctx, "XX", "statement", false); err != nil {
+	if _, err := a.Withdraw(ctx, "KP", "statement", false); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Restore(ctx, "XX"); err != nil {
+	if err := b.Restore(ctx, "KP"); err != nil {
 		t.Fatal(err)
 	}
 }

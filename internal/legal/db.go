@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"path"
 	"slices"
 	"strconv"
@@ -46,6 +47,13 @@ var migrationFS embed.FS
 func Open(ctx context.Context, file string) (*DB, error) {
 	if file == "" {
 		return nil, errors.New("opening legal db: empty path")
+	}
+	// 0600 before SQLite creates it: the file holds orders naming their targets (the WAL
+	// and shared-memory files take the database's mode).
+	if f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		return nil, fmt.Errorf("opening legal db: %w", err)
+	} else {
+		f.Close()
 	}
 	base := (&url.URL{Scheme: "file", OmitHost: true, Path: file}).String()
 	// synchronous=FULL in WAL mode: a decision or a log entry is on disk when the call

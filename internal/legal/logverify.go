@@ -8,6 +8,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/bastionchat/bastion/internal/translog"
 	"github.com/bastionchat/bastion/kt"
 )
 
@@ -83,13 +84,19 @@ func VerifyLog(ctx context.Context, src LogSource, pub ed25519.PublicKey) (kt.Ch
 	return cp, entries, nil
 }
 
-// LocalLog reads the legal log from a [Desk], for verifying a local legal.db.
-type LocalLog struct{ Desk *Desk }
+// LocalLog reads the legal log from a local legal.db, for verifying it on the server's
+// machine. It never appends.
+type LocalLog struct{ log *translog.Log }
+
+// OpenLocalLog returns the legal log of db, with checkpoints signed by key.
+func OpenLocalLog(db *DB, key *SigningKey) LocalLog {
+	return LocalLog{translog.New(logStorage{db.db}, key.noteSigner())}
+}
 
 // Checkpoint implements [LogSource].
-func (l LocalLog) Checkpoint(ctx context.Context) ([]byte, error) { return l.Desk.log.Checkpoint(ctx) }
+func (l LocalLog) Checkpoint(ctx context.Context) ([]byte, error) { return l.log.Checkpoint(ctx) }
 
 // Entries implements [LogSource].
 func (l LocalLog) Entries(ctx context.Context, start, end int64) ([][]byte, error) {
-	return l.Desk.log.Entries(ctx, start, end)
+	return l.log.Entries(ctx, start, end)
 }

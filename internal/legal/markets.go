@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/nyaruka/phonenumbers"
 )
 
 // Markets is what the server reads at registration: whether the service is withdrawn
@@ -88,6 +90,11 @@ func checkCountry(cc string) (string, error) {
 	cc = strings.ToUpper(strings.TrimSpace(cc))
 	if len(cc) != 2 || cc[0] < 'A' || cc[0] > 'Z' || cc[1] < 'A' || cc[1] > 'Z' {
 		return "", fmt.Errorf("%q is not an ISO 3166-1 alpha-2 country code", cc)
+	}
+	// Registrations are matched to a market by their number's region, so a code no
+	// number belongs to would withdraw nothing while publishing that it did.
+	if _, ok := phonenumbers.GetSupportedRegions()[cc]; !ok {
+		return "", fmt.Errorf("%q is not a country with its own phone numbers", cc)
 	}
 	return cc, nil
 }

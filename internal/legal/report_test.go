@@ -56,11 +56,11 @@ func TestReportRecomputesFromLog(t *testing.T) {
 	// H2 2026, DE: one fulfilled.
 	f.clock.t = time.Date(2026, 8, 1, 0, 0, 0, 0, time.UTC)
 	f.disclose(t, order(func(o *Order) { o.CaseReference = "6" }))
-	if _, err := f.desk.Withdraw(ctx, f.alice, "xx", "The law of XX requires a backdoor.", false); err != nil {
+	if _, err := f.desk.Withdraw(ctx, f.alice, "KP", "The law of KP requires a backdoor.", false); err != nil {
 		t.Fatal(err)
 	}
 
-	cp, entries, err := VerifyLog(ctx, LocalLog{f.desk}, f.key.Public())
+	cp, entries, err := VerifyLog(ctx, OpenLocalLog(f.db, f.key), f.key.Public())
 	if err != nil {
 		t.Fatalf("VerifyLog = %v", err)
 	}
@@ -106,8 +106,8 @@ func TestReportRecomputesFromLog(t *testing.T) {
 		w, _ := json.MarshalIndent(want, "", " ")
 		t.Errorf("report periods =\n%s\nwant\n%s", g, w)
 	}
-	if len(recomputed.Markets) != 1 || recomputed.Markets[0].Country != "XX" || recomputed.Markets[0].Action != "withdraw" {
-		t.Errorf("report markets = %+v, want the XX withdrawal", recomputed.Markets)
+	if len(recomputed.Markets) != 1 || recomputed.Markets[0].Country != "KP" || recomputed.Markets[0].Action != "withdraw" {
+		t.Errorf("report markets = %+v, want the KP withdrawal", recomputed.Markets)
 	}
 
 	// A tampered entry no longer verifies.
@@ -118,7 +118,7 @@ func TestReportRecomputesFromLog(t *testing.T) {
 	if n, _ := res.RowsAffected(); n != 2 {
 		t.Fatalf("tampered with %d entries, want 2", n)
 	}
-	if _, _, err := VerifyLog(ctx, LocalLog{f.desk}, f.key.Public()); err == nil {
+	if _, _, err := VerifyLog(ctx, OpenLocalLog(f.db, f.key), f.key.Public()); err == nil {
 		t.Error("VerifyLog(tampered entry) = nil, want an error")
 	}
 }
@@ -191,7 +191,7 @@ func TestMarkets(t *testing.T) {
 func TestPageRenders(t *testing.T) {
 	f := newFixture(t)
 	f.disclose(t, order(nil))
-	f.desk.Withdraw(context.Background(), f.alice, "XX", "Backdoor <law> & co", false)
+	f.desk.Withdraw(context.Background(), f.alice, "KP", "Backdoor <law> & co", false)
 	rep, err := f.desk.Report(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +203,7 @@ func TestPageRenders(t *testing.T) {
 	}
 	page := b.String()
 	for _, want := range []string{`<svg id="chart"`, `class="received" data-period="2026-H1" data-value="1"`,
-		`<td>2026-H1</td><td>DE</td><td>1</td>`, `id="market-XX"`, "Backdoor &lt;law&gt; &amp; co"} {
+		`<td>2026-H1</td><td>DE</td><td>1</td>`, `id="market-KP"`, "Backdoor &lt;law&gt; &amp; co"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
@@ -256,5 +256,25 @@ func TestKeyFileMode(t *testing.T) {
 	k2, err := LoadOrCreateKey(dir)
 	if err != nil || !k1.Public().Equal(k2.Public()) {
 		t.Errorf("LoadOrCreateKey again = %v, same key %v; want the stored key", err, err == nil && k1.Public().Equal(k2.Public()))
+	}
+}
+
+func TestWithdrawNeedsARealCountry(t *testing.T) {
+	f := newFixture(t)
+	for _, cc := range []string{"XX", "ZZ", "E", "DEU"} {
+		if _, err := f.desk.Withdraw(context.Background(), f.alice, cc, "statement", false); err == nil {
+			t.Errorf("Withdraw(%q) = nil, want an error", cc)
+		}
+	}
+}
+
+func TestDBFileMode(t *testing.T) {
+	f := newFixture(t)
+	fi, err := os.Stat(filepath.Join(f.dir, "legal.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("legal.db mode = %v, want 0600", fi.Mode().Perm())
 	}
 }
