@@ -148,6 +148,8 @@ type DeviceBundle struct {
 	KyberPreKey    SignedPreKey `json:"kyber_prekey"`
 	// KyberLastResort reports that KyberPreKey is the device's last-resort key.
 	KyberLastResort bool `json:"kyber_last_resort"`
+	// KT is the device's binding in the key transparency log.
+	KT *KTBinding `json:"kt,omitempty"`
 }
 
 // LookupRequest asks which account a phone number belongs to: POST /v1/directory.
@@ -158,6 +160,7 @@ type LookupRequest struct {
 // LookupResponse names the account registered with a number.
 type LookupResponse struct {
 	AccountID uuid.UUID `json:"account_id"`
+	KT        *KTLookup `json:"kt,omitempty"` // the number's binding in the key transparency log
 }
 
 // SendRequest carries one envelope per destination device: PUT /v1/messages/{account}.

@@ -176,6 +176,9 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request, d device) error 
 		if b.PreKey != nil {
 			db.PreKey = &api.PreKey{KeyID: b.PreKey.ID, PublicKey: b.PreKey.PublicKey}
 		}
+		if db.KT, err = s.kt.deviceBinding(r.Context(), target, b.DeviceID, acct.IdentityKey); err != nil {
+			return err
+		}
 		resp.Devices = append(resp.Devices, db)
 	}
 	if len(resp.Devices) == 0 {
@@ -211,6 +214,10 @@ func (s *Server) lookupNumber(w http.ResponseWriter, r *http.Request, d device) 
 	if err != nil {
 		return fmt.Errorf("looking up number: %w", err)
 	}
-	writeJSON(w, http.StatusOK, api.LookupResponse{AccountID: acct.ID})
+	ktl, err := s.kt.lookupBinding(r.Context(), acct.ID, number)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.LookupResponse{AccountID: acct.ID, KT: ktl})
 	return nil
 }

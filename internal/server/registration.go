@@ -283,6 +283,10 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	if err := s.store.SetKeys(r.Context(), acct.ID, 1, up); err != nil {
 		return fmt.Errorf("storing registration keys: %w", err)
 	}
+	// Logged before the answer: a contact must never be shown a key the log lacks.
+	if err := s.kt.syncAccount(r.Context(), acct.ID); err != nil {
+		return err
+	}
 	// One registration per verified code.
 	if err := s.store.DeleteVerification(r.Context(), v.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("closing verification: %w", err)

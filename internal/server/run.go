@@ -47,7 +47,12 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("loading sealed sender keys: %w", err)
 	}
-	s, err := New(cfg, Options{Store: st, SMS: sms, Logger: logger, Certificates: certs})
+	ktKeys, err := LoadKTKeys(cfg.DataDir, KTOrigin(cfg.AutocertDomain))
+	if err != nil {
+		return fmt.Errorf("loading key transparency keys: %w", err)
+	}
+	s, err := New(cfg, Options{Store: st, SMS: sms, Logger: logger, Certificates: certs,
+		KT: KTOptions{Keys: ktKeys, Storage: st.KTLog()}})
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,7 @@ type Server struct {
 	metrics *metrics
 	certs   *CertificateKeys // sealed sender's trust root and server key
 	legal   *legal.Desk      // the lawful-request desk; nil when not started (legal.go)
+	kt      *ktLog           // the key transparency log (kt.go)
 
 	verifyNumber, verifyPrefix, verifyIP, bundlePair, lookup *limiter
 	sessionLocks                                             [64]sync.Mutex // serialise code checks per verification session
@@ -75,6 +76,8 @@ type Options struct {
 	// Certificates sign sealed-sender delivery certificates; nil generates a fresh set
 	// in memory (tests). Run loads them from the data directory.
 	Certificates *CertificateKeys
+	// KT is the key transparency log's keys and storage (kt.go).
+	KT KTOptions
 }
 
 // New returns a server over o.Store. cfg must be valid.
@@ -104,6 +107,9 @@ func New(cfg Config, o Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if err := s.initKT(o.KT); err != nil {
+		return nil, err
+	}
 	hashKey := make([]byte, 32)
 	rand.Read(hashKey)
 	l := cfg.Limits
@@ -125,6 +131,7 @@ func (s *Server) routes() {
 	m.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	m.Handle("GET /v1/inventory", h(s.inventory))
 	s.legalRoutes(m)
+	s.ktRoutes(m)
 	m.Handle("POST /v1/verification", h(s.createVerification))
 	m.Handle("GET /v1/verification/{session}", h(s.getVerification))
 	m.Handle("PUT /v1/verification/{session}/code", h(s.submitCode))
