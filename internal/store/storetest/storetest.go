@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}{
 		{"Register", testRegister},
 		{"ReRegister", testReRegister},
+		{"RegisterConcurrent", testRegisterConcurrent},
 		{"UnknownAccount", testUnknownAccount},
 		{"Devices", testDevices},
 		{"DeleteAccount", testDeleteAccount},
@@ -251,6 +252,66 @@ func testReRegister(t *testing.T, s store.Store) {
 		if envs := pendingAll(t, s, acct.ID, d); len(envs) != 0 {
 			t.Errorf("Pending(%d) after re-registration = %d envelopes, want 0", d, len(envs))
 		}
+	}
+}
+
+// testRegisterConcurrent registers one number from many callers at once, and adds
+// devices concurrently: one account, one creation, distinct device ids.
+func testRegisterConcurrent(t *testing.T, s store.Store) {
+	const callers = 8
+	ctx := context.Background()
+	number := newNumber()
+	var (
+		mu      sync.Mutex
+		ids     = map[uuid.UUID]bool{}
+		created int
+		wg      sync.WaitGroup
+	)
+	for range callers {
+		wg.Go(func() {
+			acct, replaced, err := s.Register(ctx, number, identityKey(), newDevice())
+			if err != nil {
+				t.Errorf("Register() = %v", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			ids[acct.ID] = true
+			if !replaced {
+				created++
+			}
+		})
+	}
+	wg.Wait()
+	if len(ids) != 1 || created != 1 {
+		t.Fatalf("%d concurrent Register(same number) = %d account ids, %d creations; want 1 and 1", callers, len(ids), created)
+	}
+	var acct uuid.UUID
+	for id := range ids {
+		acct = id
+	}
+	devIDs := make(chan uint32, callers)
+	for range callers {
+		wg.Go(func() {
+			d, err := s.AddDevice(ctx, acct, store.Device{RegistrationID: 3, CredentialHash: randBytes(32)})
+			if err != nil {
+				t.Errorf("AddDevice() = %v", err)
+				return
+			}
+			devIDs <- d.ID
+		})
+	}
+	wg.Wait()
+	close(devIDs)
+	seen := map[uint32]bool{1: true}
+	for id := range devIDs {
+		if seen[id] {
+			t.Errorf("concurrent AddDevice() handed out device id %d twice", id)
+		}
+		seen[id] = true
+	}
+	if devs, err := s.Devices(ctx, acct); err != nil || len(devs) != callers+1 {
+		t.Errorf("Devices() after concurrent adds = %d, %v; want %d", len(devs), err, callers+1)
 	}
 }
 
