@@ -25,9 +25,9 @@ import (
 // same remote address must not run concurrently: each loads, changes and stores that
 // address's session record.
 type Cipher struct {
-	// Local is this device's own address. It is bound into every message sent
-	// (SignalMessage field 6, when both addresses are service ids) and checked in
-	// every message received that carries the binding.
+	// Local is this device's own address. It is bound into the SignalMessage of
+	// every PreKeySignalMessage sent (field 6, when both addresses are service ids),
+	// and checked in every message received that carries the binding.
 	Local Address
 	// Stores hold the identity, sessions and prekeys.
 	Stores Stores
@@ -132,7 +132,13 @@ func (c *Cipher) Encrypt(ctx context.Context, remote Address, plaintext []byte, 
 	if err != nil {
 		return nil, fmt.Errorf("encrypting: %w", err)
 	}
-	addrs, _ := bindAddresses(c.Local, remote)
+	// Like libsignal (0.91 on), bind the addresses only into the first messages of a
+	// session, the ones a PreKeySignalMessage carries: that is where a message could
+	// be replayed to another recipient or under another sender to start a session.
+	var addrs []byte
+	if st.PendingPreKey != nil {
+		addrs, _ = bindAddresses(c.Local, remote)
+	}
 	sm := newSignalMessage(mac, keys.macKey[:], ratchet, ck.Index, st.PreviousCounter, ct, addrs, local, theirs)
 	var out CiphertextMessage = sm
 	if p := st.PendingPreKey; p != nil {

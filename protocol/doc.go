@@ -11,8 +11,9 @@
 // message framing (version byte 0x44, 8-byte truncated HMAC-SHA256 over both identity
 // keys and the message), AES-256-CBC, limits (25 000 forward jumps, 2 000 skipped keys
 // per chain, 5 receiving chains, 40 archived states), simultaneous initiation and
-// unacknowledged-session handling. It sends and checks the sender/recipient binding
-// (SignalMessage field 6) that libsignal added in 0.91. It does not run SPQR, the
+// unacknowledged-session handling. It sends (in PreKeySignalMessages, as libsignal
+// does) and checks the sender/recipient binding (SignalMessage field 6) that libsignal
+// added in 0.91. It does not run SPQR, the
 // post-quantum ratchet of libsignal 0.92 and later; libsignal 0.90 negotiates it away.
 //
 // What it protects: the confidentiality and integrity of 1:1 messages against the

@@ -315,31 +315,57 @@ func TestUntrustedIdentity(t *testing.T) {
 	}
 }
 
-// The sender/recipient binding (field 6): a message addressed to another device, or
-// claiming another sender, is refused; a message without the binding is accepted.
+// The sender/recipient binding (field 6) in a PreKeySignalMessage: a message addressed
+// to another device, or claiming another sender, is refused; a message without the
+// binding is accepted. SignalMessages of an established session carry none, as
+// libsignal sends them.
 func TestAddressBinding(t *testing.T) {
-	alice, bob := established(t)
-	m := alice.encrypt(t, bob, "bound")
-	var body proto.SignalMessage
-	b := m.Bytes()
-	if err := body.Unmarshal(b[1 : len(b)-8]); err != nil || len(body.Addresses) != 36 {
-		t.Fatalf("SignalMessage field 6 = %x, %v, want 36 bytes", body.Addresses, err)
+	alice, bob, first := started(t)
+	inner := func(m protocol.CiphertextMessage) []byte {
+		t.Helper()
+		b := m.Bytes()
+		if m.Type() == protocol.TypePreKey {
+			var p proto.PreKeySignalMessage
+			if err := p.Unmarshal(b[1:]); err != nil {
+				t.Fatal(err)
+			}
+			b = p.Message
+		}
+		var body proto.SignalMessage
+		if err := body.Unmarshal(b[1 : len(b)-8]); err != nil {
+			t.Fatal(err)
+		}
+		return body.Addresses
+	}
+	if a := inner(first); len(a) != 36 {
+		t.Fatalf("PreKeySignalMessage field 6 = %x, want 36 bytes", a)
 	}
 	wrong := *bob.cipher
 	wrong.Local.DeviceID = 2
-	if _, err := wrong.Decrypt(ctx, alice.addr, wire(t, m)); !errors.Is(err, protocol.ErrInvalidMessage) {
+	if _, err := wrong.Decrypt(ctx, alice.addr, wire(t, first)); !errors.Is(err, protocol.ErrInvalidMessage) {
 		t.Errorf("Decrypt(to another device) = %v, want ErrInvalidMessage", err)
 	}
-	bob.mustDecrypt(t, alice, m, "bound")
-
-	// Alice without a service-id address sends no binding; Bob accepts that.
-	alice.cipher.Local = protocol.Address{Name: "not-a-uuid", DeviceID: 1}
-	m = alice.encrypt(t, bob, "unbound")
-	b = m.Bytes()
-	if err := body.Unmarshal(b[1 : len(b)-8]); err != nil || body.Addresses != nil {
-		t.Fatalf("SignalMessage field 6 = %x, %v, want none", body.Addresses, err)
+	other := protocol.Address{Name: "0ddba11e-0000-4000-8000-000000000005", DeviceID: 1}
+	if _, err := bob.cipher.Decrypt(ctx, other, wire(t, first)); !errors.Is(err, protocol.ErrInvalidMessage) {
+		t.Errorf("Decrypt(from another sender) = %v, want ErrInvalidMessage", err)
 	}
-	bob.mustDecrypt(t, alice, m, "unbound")
+	bob.mustDecrypt(t, alice, first, "first")
+	reply := bob.encrypt(t, alice, "reply")
+	if a := inner(reply); a != nil {
+		t.Errorf("SignalMessage field 6 = %x, want none", a)
+	}
+	alice.mustDecrypt(t, bob, reply, "reply")
+
+	// Without service-id addresses, no binding is sent, and none is required.
+	carol := newParty(t, protocol.Address{Name: "carol", DeviceID: 1}, 3)
+	if err := carol.cipher.ProcessPreKeyBundle(ctx, bob.addr, bob.bundle(t, 7, 8, 9, true), now); err != nil {
+		t.Fatal(err)
+	}
+	m := carol.encrypt(t, bob, "unbound")
+	if a := inner(m); a != nil {
+		t.Fatalf("PreKeySignalMessage field 6 from a non-service-id sender = %x, want none", a)
+	}
+	bob.mustDecrypt(t, carol, m, "unbound")
 }
 
 // Both sides start a session at the same time (libsignal's simultaneous initiation):
