@@ -5,8 +5,8 @@
 // the server), kem (Kyber-1024), proto (the protobuf encodings), senderkey (group
 // messages) and fingerprint (safety numbers).
 //
-// It implements Signal's PQXDH specification (revision 3) and Double Ratchet
-// specification (revision 4) exactly as libsignal rust/protocol/src/ratchet.rs,
+// It implements Signal's PQXDH and Double Ratchet specifications
+// exactly as libsignal rust/protocol/src/ratchet.rs,
 // session.rs, session_cipher.rs and protocol.rs do at v0.90.0: the same KDF labels,
 // message framing (version byte 0x44, 8-byte truncated HMAC-SHA256 over both identity
 // keys and the message), AES-256-CBC, limits (25 000 forward jumps, 2 000 skipped keys

@@ -9,7 +9,7 @@ import (
 )
 
 // PQXDH as libsignal runs it (rust/protocol/src/ratchet.rs at v0.90.0; Signal's PQXDH
-// specification, revision 3). The KDF input is
+// specification). The KDF input is
 //
 //	0xFF*32 || DH(IK_A, SPK_B) || DH(EK_A, IK_B) || DH(EK_A, SPK_B) [|| DH(EK_A, OPK_B)] || SS_kyber
 //
