@@ -205,14 +205,14 @@ func (d *Desk) Intake(ctx context.Context, op Operator, raw []byte) (Record, err
 	}
 	id, _ := res.LastInsertId()
 	e := LogEntry{
-		Kind: KindReceived, OrderSHA256: hex.EncodeToString(hash[:]), Jurisdiction: o.Jurisdiction,
+		Kind: KindReceived, Order: id, OrderSHA256: hex.EncodeToString(hash[:]), Jurisdiction: o.Jurisdiction,
 		DateIssued: o.DateIssued, Received: now, CategoriesRequested: o.Categories, Accounts: countTargets(o),
 	}
 	if err := queueLog(ctx, tx, e); err != nil {
 		return Record{}, err
 	}
 	if concluded != nil {
-		e := outcomeEntry(o, hash, now, now, now, outcome, nil, notGiven, 0)
+		e := outcomeEntry(id, o, hash, now, now, now, outcome, nil, notGiven, 0)
 		if err := queueLog(ctx, tx, e); err != nil {
 			return Record{}, err
 		}
@@ -251,7 +251,7 @@ func unixOrNil(t *time.Time) any {
 	return t.Unix()
 }
 
-func outcomeEntry(o Order, hash [32]byte, received, acked, concluded time.Time, outcome string, disclosed []string, notGiven []Reason, accounts int) LogEntry {
+func outcomeEntry(id int64, o Order, hash [32]byte, received, acked, concluded time.Time, outcome string, disclosed []string, notGiven []Reason, accounts int) LogEntry {
 	var notHeld []string
 	for _, r := range notGiven {
 		if r.Reason == "not held" {
@@ -259,7 +259,7 @@ func outcomeEntry(o Order, hash [32]byte, received, acked, concluded time.Time, 
 		}
 	}
 	return LogEntry{
-		Kind: KindOutcome, OrderSHA256: hex.EncodeToString(hash[:]), Jurisdiction: o.Jurisdiction,
+		Kind: KindOutcome, Order: id, OrderSHA256: hex.EncodeToString(hash[:]), Jurisdiction: o.Jurisdiction,
 		DateIssued: o.DateIssued, Received: received, Acknowledged: &acked, Concluded: &concluded,
 		CategoriesRequested: o.Categories, CategoriesDisclosed: nonNil(disclosed), CategoriesNotHeld: notHeld,
 		Accounts: accounts, Outcome: outcome,
@@ -493,7 +493,7 @@ func (d *Desk) Reject(ctx context.Context, op Operator, id int64, reason string)
 	if n, _ := res.RowsAffected(); n != 1 {
 		return Record{}, fmt.Errorf("order %d: %w", id, ErrConcluded)
 	}
-	if err := queueLog(ctx, tx, outcomeEntry(r.Order, hash, r.Received, ack, now, OutcomeRejected, nil, notGiven, 0)); err != nil {
+	if err := queueLog(ctx, tx, outcomeEntry(id, r.Order, hash, r.Received, ack, now, OutcomeRejected, nil, notGiven, 0)); err != nil {
 		return Record{}, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -637,7 +637,7 @@ func (d *Desk) Disclose(ctx context.Context, op Operator, id int64) (pkg, sig []
 			return nil, nil, fmt.Errorf("queueing notice: %w", err)
 		}
 	}
-	if err := queueLog(ctx, tx, outcomeEntry(r.Order, r.Order.Hash(), r.Received, ack, now, outcome, give, notGiven, len(accounts))); err != nil {
+	if err := queueLog(ctx, tx, outcomeEntry(id, r.Order, r.Order.Hash(), r.Received, ack, now, outcome, give, notGiven, len(accounts))); err != nil {
 		return nil, nil, err
 	}
 	if err := tx.Commit(); err != nil {

@@ -21,7 +21,10 @@ const (
 // LogEntry is one entry of the public legal log, encoded as compact JSON. It holds no
 // personal data: no name, number, account or free text about a person.
 type LogEntry struct {
-	Kind         string `json:"kind"`
+	Kind string `json:"kind"`
+	// Order is the desk's order number, which links an outcome to its order (two orders
+	// may have the same text, hence the same hash).
+	Order        int64  `json:"order,omitempty"`
 	OrderSHA256  string `json:"order_sha256,omitempty"`
 	Jurisdiction string `json:"jurisdiction"`
 	DateIssued   string `json:"date_issued,omitempty"`
@@ -132,7 +135,7 @@ func ComputeReport(entries [][]byte) (Report, error) {
 	stats := map[key]*PeriodStats{}
 	acks := map[key][]float64{}
 	effects := map[key][]float64{}
-	received := map[string]key{} // order hash -> its period
+	received := map[int64]key{} // order number -> its period
 	rep := Report{Periods: []PeriodStats{}, Markets: []MarketEvent{}}
 	get := func(k key) *PeriodStats {
 		s := stats[k]
@@ -152,10 +155,10 @@ func ComputeReport(entries [][]byte) (Report, error) {
 			rep.Markets = append(rep.Markets, MarketEvent{Country: e.Jurisdiction, Action: e.Action, At: e.At.UTC(), Statement: e.Statement})
 		case KindReceived:
 			k := key{e.Jurisdiction, Period(e.Received)}
-			if _, dup := received[e.OrderSHA256]; dup {
-				return Report{}, fmt.Errorf("entry %d: order %s received twice", i, e.OrderSHA256)
+			if _, dup := received[e.Order]; dup || e.Order <= 0 {
+				return Report{}, fmt.Errorf("entry %d: order %d received twice, or not numbered", i, e.Order)
 			}
-			received[e.OrderSHA256] = k
+			received[e.Order] = k
 			s := get(k)
 			s.Received++
 			s.Pending++
@@ -164,14 +167,14 @@ func ComputeReport(entries [][]byte) (Report, error) {
 				s.CategoriesRequested[c]++
 			}
 		case KindOutcome:
-			k, ok := received[e.OrderSHA256]
+			k, ok := received[e.Order]
 			if !ok {
 				return Report{}, fmt.Errorf("entry %d: outcome of an order never received", i)
 			}
 			if e.Acknowledged == nil || e.Concluded == nil {
 				return Report{}, fmt.Errorf("entry %d: outcome without its dates", i)
 			}
-			delete(received, e.OrderSHA256) // one outcome per order
+			delete(received, e.Order) // one outcome per order
 			s := get(k)
 			s.Pending--
 			switch e.Outcome {

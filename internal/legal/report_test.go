@@ -278,3 +278,24 @@ func TestDBFileMode(t *testing.T) {
 		t.Errorf("legal.db mode = %v, want 0600", fi.Mode().Perm())
 	}
 }
+
+// TestSameOrderTwice: an order entered twice (same text, same hash) counts twice.
+func TestSameOrderTwice(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	a, _ := f.desk.Intake(ctx, f.alice, order(nil))
+	b, _ := f.desk.Intake(ctx, f.alice, order(nil))
+	if a.OrderSHA256 != b.OrderSHA256 {
+		t.Fatal("identical orders hash differently")
+	}
+	if _, err := f.desk.Reject(ctx, f.bob, b.ID, "duplicate"); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.desk.Report(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Periods) != 1 || rep.Periods[0].Received != 2 || rep.Periods[0].Rejected != 1 || rep.Periods[0].Pending != 1 {
+		t.Errorf("report = %+v, want 2 received, 1 rejected, 1 pending", rep.Periods)
+	}
+}
