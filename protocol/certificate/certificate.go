@@ -68,6 +68,10 @@ type Server struct {
 	serialized  []byte // the whole ServerCertificate, as received
 	certificate []byte // the signed bytes (ServerCertificate.Certificate)
 	signature   []byte
+	// Validate reads these, decoded from the signed bytes, never the exported fields,
+	// which a caller may change.
+	id  uint32
+	key *curve.PublicKey
 }
 
 // Sender is a parsed SenderCertificate: the server's statement that device DeviceID of
@@ -81,9 +85,11 @@ type Sender struct {
 	// Signer is the embedded server certificate whose key signed this one.
 	Signer *Server
 
-	serialized  []byte
-	certificate []byte
-	signature   []byte
+	serialized    []byte
+	certificate   []byte
+	signature     []byte
+	signer        *Server // as parsed; Signer may be changed by a caller
+	expiresMillis int64
 }
 
 // Protobuf field numbers (sealed_sender.proto).
@@ -169,6 +175,7 @@ func ParseServer(b []byte) (*Server, error) {
 	if s.Key == nil {
 		return nil, fmt.Errorf("server certificate: %w: missing key", ErrInvalid)
 	}
+	s.id, s.key = s.ID, s.Key
 	return s, nil
 }
 
@@ -177,8 +184,11 @@ func (s *Server) Validate(trustRoot *curve.PublicKey) error {
 	if trustRoot == nil {
 		return fmt.Errorf("%w: no trust root", ErrUntrusted)
 	}
-	if slices.Contains(revokedServerIDs, s.ID) {
-		return fmt.Errorf("%w: server key id %#x is revoked", ErrUntrusted, s.ID)
+	if s.key == nil {
+		return fmt.Errorf("%w: not a parsed certificate", ErrUntrusted)
+	}
+	if slices.Contains(revokedServerIDs, s.id) {
+		return fmt.Errorf("%w: server key id %#x is revoked", ErrUntrusted, s.id)
 	}
 	if !trustRoot.Verify(s.certificate, s.signature) {
 		return fmt.Errorf("%w: server certificate not signed by the trust root", ErrUntrusted)
@@ -269,7 +279,8 @@ func ParseSender(b []byte) (*Sender, error) {
 			if v > math.MaxInt64 {
 				return fmt.Errorf("%w: expiry out of range", ErrInvalid)
 			}
-			s.Expires, haveExpires = time.UnixMilli(int64(v)), true
+			s.expiresMillis, haveExpires = int64(v), true
+			s.Expires = time.UnixMilli(s.expiresMillis)
 		case fieldIdentityKey:
 			if typ != protowire.BytesType {
 				return wrongType(num)
@@ -323,6 +334,7 @@ func ParseSender(b []byte) (*Sender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sender certificate: %w: missing %w", ErrInvalid, err)
 	}
+	s.signer = s.Signer
 	return s, nil
 }
 
@@ -352,14 +364,18 @@ func parseUUID(num protowire.Number, data []byte) (uuid.UUID, error) {
 // Validate checks the whole chain as libsignal does: the trust root signed the embedded
 // server certificate, whose id is not revoked; the server key signed s; and now is not
 // after s.Expires (at millisecond precision, libsignal's Timestamp).
+// It reads only what it decoded from the signed bytes, never the exported fields.
 func (s *Sender) Validate(trustRoot *curve.PublicKey, now time.Time) error {
-	if err := s.Signer.Validate(trustRoot); err != nil {
+	if s.signer == nil {
+		return fmt.Errorf("%w: not a parsed certificate", ErrUntrusted)
+	}
+	if err := s.signer.Validate(trustRoot); err != nil {
 		return err
 	}
-	if !s.Signer.Key.Verify(s.certificate, s.signature) {
+	if !s.signer.key.Verify(s.certificate, s.signature) {
 		return fmt.Errorf("%w: sender certificate not signed by the server key", ErrUntrusted)
 	}
-	if now.UnixMilli() > s.Expires.UnixMilli() {
+	if now.UnixMilli() > s.expiresMillis {
 		return fmt.Errorf("%w: sender certificate expired", ErrUntrusted)
 	}
 	return nil

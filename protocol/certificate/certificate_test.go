@@ -346,3 +346,32 @@ func TestServerValidate(t *testing.T) {
 		t.Errorf("Bytes() differs from NewServer's output")
 	}
 }
+
+// Validate judges the signed bytes, not the exported fields a caller may have changed.
+func TestValidateIgnoresChangedFields(t *testing.T) {
+	c := newChain(t)
+	root := c.root.PublicKey()
+	s, err := ParseSender(c.cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Expires = c.expires.Add(1000 * time.Hour)
+	s.Signer.Key = genKey(t).PublicKey()
+	s.Signer.ID = 0xDEADC357
+	if err := s.Validate(root, c.expires.Add(-time.Hour)); err != nil {
+		t.Errorf("Validate(changed Signer fields) = %v, want nil: the signed bytes are valid", err)
+	}
+	if err := s.Validate(root, c.expires.Add(time.Hour)); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("Validate(after expiry, Expires changed) = %v, want ErrUntrusted", err)
+	}
+	s.Signer = nil
+	if err := s.Validate(root, c.expires.Add(-time.Hour)); err != nil {
+		t.Errorf("Validate(Signer set to nil) = %v, want nil", err)
+	}
+	if err := (&Sender{}).Validate(root, c.expires); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("Validate(zero Sender) = %v, want ErrUntrusted", err)
+	}
+	if err := (&Server{}).Validate(root); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("Server{}.Validate = %v, want ErrUntrusted", err)
+	}
+}
