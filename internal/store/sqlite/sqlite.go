@@ -41,6 +41,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -101,11 +102,19 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 	if path == "" {
 		return nil, errors.New("opening sqlite store: empty path")
 	}
+	// 0600: the file holds phone numbers and the connection log. SQLite gives the WAL and
+	// shared-memory files the database file's mode, so creating it first is enough.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening sqlite store: %w", err)
+	}
+	f.Close()
 	base := (&url.URL{Scheme: "file", OmitHost: true, Path: path}).String()
 
 	// synchronous=FULL: WAL's default NORMAL may lose the last commits on power loss, and
-	// a send is acknowledged only once durable. _txlock=immediate: a write transaction
-	// takes the write lock at BEGIN, never by upgrading a read lock (no deadlock).
+	// a send is acknowledged only once durable. _txlock=immediate (and the writer's own
+	// BEGIN IMMEDIATE): a write transaction takes the write lock at BEGIN, never by
+	// upgrading a read lock, which could deadlock against another writer.
 	// cache_size: 32 MiB keeps the queue's index pages in memory across batches.
 	// wal_autocheckpoint=0: the checkpointer goroutine copies the WAL into the database
 	// on its own connection, so the writer never pays for a checkpoint inside a commit.

@@ -302,3 +302,27 @@ func TestAckSizes(t *testing.T) {
 		}
 	}
 }
+
+// TestFileMode checks that the database and its WAL files are readable by the server's
+// user only: they hold phone numbers and the connection log.
+func TestFileMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bastion.db")
+	s, err := Open(context.Background(), path, nil)
+	if err != nil {
+		t.Fatalf("Open() = %v", err)
+	}
+	defer s.Close()
+	if _, _, err := s.Register(context.Background(), "+14155550115", make([]byte, 33), store.Device{ID: 1, CredentialHash: make([]byte, 32)}); err != nil {
+		t.Fatalf("Register() = %v", err)
+	}
+	for _, name := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(name)
+		if err != nil {
+			t.Errorf("Stat(%s) = %v", filepath.Base(name), err)
+			continue
+		}
+		if mode := fi.Mode().Perm(); mode != 0o600 {
+			t.Errorf("mode of %s = %o, want 600", filepath.Base(name), mode)
+		}
+	}
+}
