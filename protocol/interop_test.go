@@ -461,3 +461,26 @@ func TestInteropSessionReset(t *testing.T) {
 	mustRecv(t, goSide, aliceID, inFlight, "old 2")
 	mustRecv(t, libSide, bobID, goSide.send(t, aliceID, "on new"), "on new")
 }
+
+// A libsignal identity private key gives the same identity key here.
+func TestInteropIdentityKey(t *testing.T) {
+	peer := libsignal.StartForTest(t)
+	if _, err := peer.NewParty(libsignal.NewPartyArgs{Party: "ident"}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.Identity("ident")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, err := protocol.NewIdentityKeyPairFromPrivate(id.IdentityPrivate)
+	if err != nil {
+		t.Fatalf("NewIdentityKeyPairFromPrivate(libsignal key) = %v", err)
+	}
+	if got := ours.PublicKey().Bytes(); !bytes.Equal(got, id.IdentityKey) {
+		t.Errorf("identity key = %x, libsignal's = %x", got, id.IdentityKey)
+	}
+	back, err := protocol.NewIdentityKeyPair(ours.Bytes())
+	if err != nil || !back.PublicKey().Equal(ours.PublicKey()) {
+		t.Errorf("NewIdentityKeyPair(Bytes()) = %v", err)
+	}
+}

@@ -30,7 +30,7 @@ func GenerateIdentityKeyPair(r io.Reader) (*IdentityKeyPair, error) {
 // NewIdentityKeyPair decodes an identity key pair made by [IdentityKeyPair.Bytes] and
 // checks that its halves match.
 func NewIdentityKeyPair(b []byte) (*IdentityKeyPair, error) {
-	var r proto.KeyPairRecord
+	var r proto.IdentityKeyPair
 	if err := r.Unmarshal(b); err != nil {
 		return nil, fmt.Errorf("identity key pair: %w", err)
 	}
@@ -57,9 +57,10 @@ func NewIdentityKeyPairFromPrivate(private []byte) (*IdentityKeyPair, error) {
 	return &IdentityKeyPair{private: k}, nil
 }
 
-// Bytes encodes the key pair, private half included, for the device's own storage.
+// Bytes encodes the key pair, private half included, for the device's own storage, in
+// the layout of libsignal's IdentityKeyPair serialization.
 func (k *IdentityKeyPair) Bytes() []byte {
-	r := proto.KeyPairRecord{PublicKey: k.private.PublicKey().Bytes(), PrivateKey: k.private.Bytes()}
+	r := proto.IdentityKeyPair{PublicKey: k.private.PublicKey().Bytes(), PrivateKey: k.private.Bytes()}
 	return r.Marshal(nil)
 }
 

@@ -1,9 +1,10 @@
 package proto
 
-// The storage records below are Bastion's, modelled on libsignal's storage.proto
-// (SessionStructure, RecordStructure, PreKeyRecordStructure, ...). They never travel
-// between peers; they are strict all the same, because a client may load them from a
-// disk an attacker could have touched.
+// The storage records below are Bastion's. The key records (IdentityKeyPair,
+// KeyPairRecord, SignedKeyRecord) have the field layout of libsignal's storage.proto;
+// the session records are modelled on its SessionStructure and RecordStructure without
+// being byte-compatible. They never travel between peers; they are strict all the
+// same, because a client may load them from a disk an attacker could have touched.
 
 // ChainKey is a chain key and its index.
 type ChainKey struct {
@@ -64,10 +65,38 @@ type Record struct {
 	Previous [][]byte // field 2, repeated
 }
 
-// KeyPairRecord is an identity key pair or a one-time prekey (libsignal's
-// IdentityKeyPairStructure and PreKeyRecordStructure share this shape without the id).
+// IdentityKeyPair is an identity key pair, laid out as libsignal's
+// IdentityKeyPairStructure.
+type IdentityKeyPair struct {
+	PublicKey  []byte // field 1: 0x05 || 32
+	PrivateKey []byte // field 2: 32 bytes
+}
+
+// Marshal appends the encoding of k to b.
+func (k *IdentityKeyPair) Marshal(b []byte) []byte {
+	b = appendNonEmpty(b, 1, k.PublicKey)
+	return appendNonEmpty(b, 2, k.PrivateKey)
+}
+
+// Unmarshal decodes b into k.
+func (k *IdentityKeyPair) Unmarshal(b []byte) error {
+	*k = IdentityKeyPair{}
+	return walk(b, 0, func(f field) (err error) {
+		switch f.num {
+		case 1:
+			k.PublicKey, err = f.data()
+		case 2:
+			k.PrivateKey, err = f.data()
+		default:
+			err = unknown(f.num)
+		}
+		return err
+	})
+}
+
+// KeyPairRecord is a one-time prekey, laid out as libsignal's PreKeyRecordStructure.
 type KeyPairRecord struct {
-	ID         uint32 // field 1 (prekeys only)
+	ID         uint32 // field 1
 	PublicKey  []byte // field 2
 	PrivateKey []byte // field 3
 }
