@@ -1,8 +1,10 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -127,6 +129,7 @@ func TestPragmas(t *testing.T) {
 		{"synchronous", "2"}, // FULL
 		{"foreign_keys", "1"},
 		{"busy_timeout", "10000"},
+		{"secure_delete", "2"}, // FAST
 	}
 	for _, tc := range tests {
 		var got string
@@ -323,6 +326,62 @@ func TestFileMode(t *testing.T) {
 		}
 		if mode := fi.Mode().Perm(); mode != 0o600 {
 			t.Errorf("mode of %s = %o, want 600", filepath.Base(name), mode)
+		}
+	}
+}
+
+// TestPrunedDataGone checks that a pruned connection-log address and a deleted account's
+// number are not left behind in the database file's free space once the store is closed.
+func TestPrunedDataGone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bastion.db")
+	ctx := context.Background()
+	s, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatalf("Open() = %v", err)
+	}
+	const number, ip = "+14155550177", "203.0.113.77"
+	acct, _, err := s.Register(ctx, number, make([]byte, 33), store.Device{ID: 1, CredentialHash: make([]byte, 32)})
+	if err != nil {
+		t.Fatalf("Register() = %v", err)
+	}
+	keep, _, err := s.Register(ctx, "+14155550178", make([]byte, 33), store.Device{ID: 1, CredentialHash: make([]byte, 32)})
+	if err != nil {
+		t.Fatalf("Register() = %v", err)
+	}
+	old := time.Now().Add(-10 * 24 * time.Hour)
+	for _, id := range []uuid.UUID{acct.ID, keep.ID} {
+		if err := s.RecordConnection(ctx, id, netip.MustParseAddr(ip), old); err != nil {
+			t.Fatalf("RecordConnection() = %v", err)
+		}
+	}
+	if err := s.Close(); err != nil { // checkpoint: the rows reach the database file
+		t.Fatalf("Close() = %v", err)
+	}
+	if raw, _ := os.ReadFile(path); !bytes.Contains(raw, []byte(ip)) || !bytes.Contains(raw, []byte(number)) {
+		t.Fatalf("database file lacks the rows before pruning; the test would prove nothing")
+	}
+
+	if s, err = Open(ctx, path, nil); err != nil {
+		t.Fatalf("Open() = %v", err)
+	}
+	if n, err := s.PruneConnections(ctx, time.Now().Add(-7*24*time.Hour)); err != nil || n != 2 {
+		t.Fatalf("PruneConnections() = %d, %v; want 2", n, err)
+	}
+	if err := s.DeleteAccount(ctx, acct.ID); err != nil {
+		t.Fatalf("DeleteAccount() = %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	for _, name := range []string{path, path + "-wal"} {
+		raw, err := os.ReadFile(name)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		for _, secret := range []string{ip, number} {
+			if bytes.Contains(raw, []byte(secret)) {
+				t.Errorf("%s still holds %q after it was deleted", filepath.Base(name), secret)
+			}
 		}
 	}
 }
