@@ -113,6 +113,10 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, d device) err
 func (c *wsConn) run() {
 	defer c.s.wsWG.Done()
 	c.mu.Lock()
+	if c.closed { // closed (shutdown, re-registration) before it started
+		c.mu.Unlock()
+		return
+	}
 	c.unsub = c.s.notify.Subscribe(c.account, c.device, c.kick)
 	c.ping = time.AfterFunc(c.s.cfg.Limits.WSPingInterval, c.sendPing)
 	c.mu.Unlock()
