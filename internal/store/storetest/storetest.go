@@ -519,13 +519,13 @@ func testTakeBundle(t *testing.T, s store.Store) {
 		switch {
 		case i < 2:
 			if b.PreKey == nil || !bytes.Equal(b.PreKey.PublicKey, ecByID[b.PreKey.ID]) || seenEC[b.PreKey.ID] {
-				t.Errorf("TakeBundle() #%d PreKey = %+v, want an uploaded one-time key not handed out before", i, b.PreKey)
+				t.Errorf("TakeBundle() #%d PreKey = %s, want an uploaded one-time key not handed out before", i, preKeyID(b.PreKey))
 			} else {
 				seenEC[b.PreKey.ID] = true
 			}
 		default:
 			if b.PreKey != nil {
-				t.Errorf("TakeBundle() #%d PreKey = %+v, want nil (all used)", i, b.PreKey)
+				t.Errorf("TakeBundle() #%d PreKey = %s, want nil (all used)", i, preKeyID(b.PreKey))
 			}
 		}
 		switch {
@@ -548,6 +548,13 @@ func testTakeBundle(t *testing.T, s store.Store) {
 	if _, err := s.TakeBundle(ctx, acct.ID, 9); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("TakeBundle(unknown device) = %v, want ErrNotFound", err)
 	}
+}
+
+func preKeyID(p *store.PreKey) string {
+	if p == nil {
+		return "nil"
+	}
+	return fmt.Sprintf("id %d", p.ID)
 }
 
 func testTakeBundleNoPreKeys(t *testing.T, s store.Store) {
