@@ -116,6 +116,9 @@ func LoadKTKeys(dir, origin string) (*KTKeys, error) {
 	}
 	switch {
 	case skey == "" && vkey == "":
+		if origin == "" {
+			origin = KTOrigin("")
+		}
 		if skey, vkey, err = note.GenerateKey(rand.Reader, origin); err != nil {
 			return nil, fmt.Errorf("generating kt log key: %w", err)
 		}
