@@ -31,6 +31,10 @@ import (
 //	GET /v1/legal/checkpoint the legal log's signed checkpoint (C2SP tlog-checkpoint)
 //	GET /v1/legal/entries    ?start=&end=: entries of the legal log, base64, at most 1024
 
+// maxSocketPath is the longest Unix socket path every platform takes (sun_path is 104
+// bytes on the BSDs and macOS, 108 on Linux, both with the terminating NUL).
+const maxSocketPath = 104
+
 // CodeMarketWithdrawn is the stable error code (HTTP 451) of a registration refused
 // because the service is withdrawn from the number's country.
 const CodeMarketWithdrawn = "market_withdrawn"
@@ -54,8 +58,14 @@ func (s *Server) StartLegal(ctx context.Context) (stop func(), err error) {
 		db.Close()
 		return nil, err
 	}
-	stopAdmin, err := desk.ServeAdmin(ctx, filepath.Join(s.cfg.DataDir, legal.SocketFile), s.log.With("component", "legal"))
-	if err != nil {
+	stopAdmin := func() {}
+	sock := filepath.Join(s.cfg.DataDir, legal.SocketFile)
+	if len(sock) >= maxSocketPath {
+		// The API must not fail to start over the operators' tool; the log says why the
+		// desk commands cannot connect.
+		s.log.Error("legal desk: admin socket path too long for a Unix socket; desk commands are unavailable (use a shorter --data path)",
+			"path_bytes", len(sock), "max", maxSocketPath-1)
+	} else if stopAdmin, err = desk.ServeAdmin(ctx, sock, s.log.With("component", "legal")); err != nil {
 		db.Close()
 		return nil, err
 	}

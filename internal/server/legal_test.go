@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+
+	"github.com/bastionchat/bastion/api"
 	"github.com/bastionchat/bastion/internal/legal"
 )
 
@@ -233,4 +236,47 @@ func TestLegalEndpointsWithoutDesk(t *testing.T) {
 		h.want(h.do("GET", p, nil, nil), 404, "not_found", p)
 	}
 	h.register("+4915123456780", 0) // no desk, no market check
+}
+
+func TestWithdrawCloseExisting(t *testing.T) {
+	h := newLegalHarness(t)
+	ctx := context.Background()
+	de := h.register("+4915123456701", 0)
+	us := h.register("+14155550304", 0)
+	h.secret(de.number, us.number)
+	wde, wus := h.dial(de), h.dial(us)
+	wde.next() // queue_empty
+	wus.next()
+	if _, err := h.desk.Withdraw(ctx, h.alice, "DE", "Scanning law.", true); err != nil {
+		t.Fatal(err)
+	}
+	var bodies [][]byte
+	for {
+		op, p := wde.frame()
+		if op == ws.OpClose {
+			if code, _ := ws.ParseCloseFrameData(p); code != ws.StatusPolicyViolation {
+				t.Errorf("close code = %d, want 1008", code)
+			}
+			break
+		}
+		var f api.Frame
+		json.Unmarshal(p, &f)
+		for _, e := range f.Envelopes {
+			bodies = append(bodies, e.Body)
+		}
+	}
+	// The notice was queued before the close: pushed on this connection, or waiting.
+	pending, err := h.st.Pending(ctx, de.account, de.device, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range pending {
+		bodies = append(bodies, e.Body)
+	}
+	if len(bodies) != 1 || !strings.Contains(string(bodies[0]), `"type":"market_withdrawn"`) {
+		t.Errorf("DE device got %q, want one market notice", bodies)
+	}
+	if us, _ := h.st.Pending(ctx, us.account, us.device, 0, 10); len(us) != 0 {
+		t.Errorf("US device got %d envelopes, want none", len(us))
+	}
 }
