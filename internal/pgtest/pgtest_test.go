@@ -96,3 +96,34 @@ func TestStopLeavesNothing(t *testing.T) {
 		t.Errorf("NewDatabase() after Stop() = nil, want an error")
 	}
 }
+
+func TestRequired(t *testing.T) {
+	tests := []struct {
+		require, ci string
+		want        bool
+	}{
+		{"", "", false},
+		{"1", "", true},
+		{"0", "", false},
+		{"", "true", true},
+		{"", "false", false},
+		{"", "0", false},
+	}
+	for _, tc := range tests {
+		t.Setenv(EnvRequire, tc.require)
+		t.Setenv("CI", tc.ci)
+		if got := required() != ""; got != tc.want {
+			t.Errorf("required() with %s=%q CI=%q = %q, want required %v", EnvRequire, tc.require, tc.ci, required(), tc.want)
+		}
+	}
+}
+
+// TestAbsentBinaries: without the binaries startCluster reports a reason to skip, not an
+// error, and starts nothing.
+func TestAbsentBinaries(t *testing.T) {
+	t.Setenv(EnvBinDir, t.TempDir())
+	c, reason, err := startCluster()
+	if c != nil || err != nil || reason == "" {
+		t.Errorf("startCluster() with no binaries = %v, %q, %v; want nil, a reason, nil", c, reason, err)
+	}
+}
