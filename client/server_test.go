@@ -2,7 +2,9 @@ package client_test
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -15,8 +17,9 @@ import (
 // directory, on a loopback listener, with an SMS provider that hands codes to the test.
 type testServer struct {
 	URL string
-	sms *codeSMS
-	dir string
+	sms   *codeSMS
+	dir   string
+	close func()
 }
 
 type codeSMS struct {
@@ -38,14 +41,31 @@ func (s *testServer) Code(number string) string {
 	return s.sms.codes[number]
 }
 
-// startServer starts a server for tb; it stops when tb ends. Rate limits are raised:
-// every request in a test comes from one address.
+// startServer starts a server for tb; it stops when tb ends.
 func startServer(tb testing.TB) *testServer {
 	tb.Helper()
-	dir := tb.TempDir()
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "bastion.db"), nil)
+	s, err := newServer()
 	if err != nil {
 		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// newServer starts a server in a new temp directory. Rate limits are raised: every
+// request in a test comes from one address.
+func newServer() (*testServer, error) { return newServerWith(nil) }
+
+// newServerWith is newServer with the handler wrapped by wrap (nil: not wrapped).
+func newServerWith(wrap func(http.Handler) http.Handler) (*testServer, error) {
+	dir, err := os.MkdirTemp("", "bastion-client-test")
+	if err != nil {
+		return nil, err
+	}
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "bastion.db"), nil)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
 	cfg := server.DefaultConfig()
 	cfg.DataDir = dir
@@ -55,13 +75,22 @@ func startServer(tb testing.TB) *testServer {
 	sms := &codeSMS{codes: map[string]string{}}
 	srv, err := server.New(cfg, server.Options{Store: st, SMS: sms})
 	if err != nil {
-		tb.Fatal(err)
+		st.Close()
+		os.RemoveAll(dir)
+		return nil, err
 	}
-	ts := httptest.NewServer(srv.Handler())
-	tb.Cleanup(func() {
+	h := srv.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	ts := httptest.NewServer(h)
+	return &testServer{URL: ts.URL, sms: sms, dir: dir, close: func() {
 		ts.CloseClientConnections()
 		ts.Close()
 		st.Close()
-	})
-	return &testServer{URL: ts.URL, sms: sms, dir: dir}
+		os.RemoveAll(dir)
+	}}, nil
 }
+
+// Close stops the server and deletes its data.
+func (s *testServer) Close() { s.close() }

@@ -1,0 +1,93 @@
+package client
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+)
+
+func TestPad(t *testing.T) {
+	for _, n := range []int{0, 1, 158, 159, 160, 161, 319, 320, 1000} {
+		in := bytes.Repeat([]byte{0x80}, n) // the padding byte itself inside the message
+		p := pad(in)
+		if len(p)%padBlock != 0 || len(p) <= n {
+			t.Errorf("len(pad(%d bytes)) = %d, want a multiple of %d above %d", n, len(p), padBlock, n)
+		}
+		got, err := unpad(p)
+		if err != nil || !bytes.Equal(got, in) {
+			t.Errorf("unpad(pad(%d bytes)) = %d bytes, %v; want the input back", n, len(got), err)
+		}
+	}
+	for _, bad := range [][]byte{nil, {}, {0, 0, 0}, {1, 2, 3}, {0x80, 0, 1}} {
+		if _, err := unpad(bad); !errors.Is(err, errBadContent) {
+			t.Errorf("unpad(%x) = %v, want errBadContent", bad, err)
+		}
+	}
+}
+
+func TestContentRoundTrip(t *testing.T) {
+	for _, c := range []Content{
+		{},
+		{Text: "hello"},
+		{Text: "héllo ✓", SentMS: 1795457221176, SenderNumber: "+14155550100"},
+		{Text: strings.Repeat("x", 5000), SentMS: 1, SyncDestination: uuid.MustParse("5f0c3a5e-1111-4222-8333-944455556666")},
+	} {
+		got, err := unmarshalContent(c.marshal())
+		if err != nil || *got != c {
+			t.Errorf("unmarshalContent(marshal(%+v)) = %+v, %v; want it back", c, got, err)
+		}
+	}
+}
+
+func TestContentDecoding(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		ok   bool
+		want Content
+	}{
+		{"unknown varint field skipped", []byte{0x0a, 0x02, 'h', 'i', 0x48, 0x01}, true, Content{Text: "hi"}},
+		{"unknown bytes field skipped", []byte{0x52, 0x01, 0xff, 0x0a, 0x01, 'x'}, true, Content{Text: "x"}},
+		{"repeated text", []byte{0x0a, 0x01, 'a', 0x0a, 0x01, 'b'}, false, Content{}},
+		{"text as varint", []byte{0x08, 0x01}, false, Content{}},
+		{"sent_ms as bytes", []byte{0x12, 0x01, 0x01}, false, Content{}},
+		{"invalid UTF-8", []byte{0x0a, 0x01, 0xff}, false, Content{}},
+		{"short sync destination", []byte{0x22, 0x01, 0x01}, false, Content{}},
+		{"truncated length", []byte{0x0a, 0x05, 'a'}, false, Content{}},
+		{"truncated tag", []byte{0x80}, false, Content{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := unmarshalContent(tc.in)
+			if tc.ok != (err == nil) {
+				t.Fatalf("unmarshalContent(%x) error = %v, want ok %v", tc.in, err, tc.ok)
+			}
+			if tc.ok && *got != tc.want {
+				t.Errorf("unmarshalContent(%x) = %+v, want %+v", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzContent: decoding peer bytes never panics, and what decodes re-encodes to bytes
+// that decode to the same Content.
+func FuzzContent(f *testing.F) {
+	f.Add((&Content{Text: "hello", SentMS: 1795457221176, SenderNumber: "+14155550100"}).marshal())
+	f.Add(pad((&Content{Text: "padded"}).marshal()))
+	f.Add([]byte{0x0a, 0x02, 'h', 'i', 0x48, 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if raw, err := unpad(b); err == nil {
+			b = raw
+		}
+		c, err := unmarshalContent(b)
+		if err != nil {
+			return
+		}
+		again, err := unmarshalContent(c.marshal())
+		if err != nil || *again != *c {
+			t.Fatalf("round trip of %+v = %+v, %v", c, again, err)
+		}
+	})
+}
