@@ -16,7 +16,7 @@ import (
 // testServer is a real bastiond request handler over a real SQLite store in a temp
 // directory, on a loopback listener, with an SMS provider that hands codes to the test.
 type testServer struct {
-	URL string
+	URL   string
 	sms   *codeSMS
 	dir   string
 	close func()
