@@ -20,12 +20,15 @@ import (
 //	                                 // receiver against the directory before it is shown
 //	  bytes  sync_destination = 4;   // 16-byte account id: set on the copy sent to the
 //	                                 // sender's own other devices, naming the recipient
+//	  bytes  kt_checkpoint = 5;      // the newest key transparency checkpoint the sender
+//	                                 // verified (a signed note), for the receiver to compare
 //	}
 type Content struct {
 	Text            string
 	SentMS          uint64
 	SenderNumber    string
 	SyncDestination uuid.UUID
+	KTCheckpoint    string // see kt.go: checkpoints gossiped between peers (a signed note)
 }
 
 const (
@@ -33,6 +36,7 @@ const (
 	fieldSentMS          = 2
 	fieldSenderNumber    = 3
 	fieldSyncDestination = 4
+	fieldKTCheckpoint    = 5
 )
 
 // marshal encodes c.
@@ -54,6 +58,10 @@ func (c *Content) marshal() []byte {
 		b = protowire.AppendTag(b, fieldSyncDestination, protowire.BytesType)
 		b = protowire.AppendBytes(b, c.SyncDestination[:])
 	}
+	if c.KTCheckpoint != "" {
+		b = protowire.AppendTag(b, fieldKTCheckpoint, protowire.BytesType)
+		b = protowire.AppendString(b, c.KTCheckpoint)
+	}
 	return b
 }
 
@@ -70,7 +78,7 @@ func unmarshalContent(b []byte) (*Content, error) {
 			return nil, errBadContent
 		}
 		b = b[n:]
-		known := num >= fieldText && num <= fieldSyncDestination
+		known := num >= fieldText && num <= fieldKTCheckpoint
 		if known && seen[num] {
 			return nil, fmt.Errorf("%w: field %d repeated", errBadContent, num)
 		}
@@ -103,6 +111,8 @@ func unmarshalContent(b []byte) (*Content, error) {
 					return nil, fmt.Errorf("%w: sync destination is not 16 bytes", errBadContent)
 				}
 				c.SyncDestination = uuid.UUID(v)
+			case fieldKTCheckpoint:
+				c.KTCheckpoint = string(v)
 			}
 		case known:
 			return nil, fmt.Errorf("%w: field %d has wire type %d", errBadContent, num, typ)

@@ -277,7 +277,7 @@ func (c *Client) handleEnvelope(ctx context.Context, root *curve.PublicKey, e ap
 		_, err := q.ExecContext(ctx, "INSERT OR IGNORE INTO seen (id, expires_ms) VALUES (?, ?)", e.ID.String(), expires)
 		return wrap("recording envelope", err)
 	}
-	o, err := c.openBody(root, e.Body)
+	o, err := c.openBody(root, e.Body, time.UnixMilli(e.ServerTime))
 	if err != nil {
 		c.log.Debug("envelope body does not open")
 		return false, markSeen(c.db)
@@ -334,6 +334,7 @@ func (c *Client) handleEnvelope(ctx context.Context, root *curve.PublicKey, e ap
 	if content.SenderNumber != "" {
 		c.learnNumber(ctx, o.sender.Name, content.SenderNumber)
 	}
+	c.ktGossip(ctx, content.KTCheckpoint)
 	return true, nil
 }
 

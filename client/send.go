@@ -57,7 +57,7 @@ func (c *Client) Send(ctx context.Context, number, text string) (SendResult, err
 		return SendResult{}, errors.New("sending to your own number is not supported")
 	}
 	sent := c.now()
-	content := Content{Text: text, SentMS: uint64(sent.UnixMilli()), SenderNumber: c.acc.Number}
+	content := Content{Text: text, SentMS: uint64(sent.UnixMilli()), SenderNumber: c.acc.Number, KTCheckpoint: c.ktGossipNote(ctx)}
 	devs, st, err := c.sendTo(ctx, account, n, pad(content.marshal()))
 	if err != nil {
 		if isCode(err, api.CodeNotFound) {
@@ -105,6 +105,9 @@ func (c *Client) lookup(ctx context.Context, number string) (uuid.UUID, error) {
 	}
 	if err != nil {
 		return uuid.Nil, fmt.Errorf("looking up the number: %w", err)
+	}
+	if err := c.ktVerifyLookup(ctx, number, &lr); err != nil {
+		return uuid.Nil, err
 	}
 	return lr.AccountID, nil
 }
@@ -242,6 +245,10 @@ func (c *Client) fetchBundles(ctx context.Context, account uuid.UUID, number, de
 	key, err := curve.NewPublicKey(br.IdentityKey)
 	if err != nil {
 		return fmt.Errorf("server sent a bad identity key: %w", err)
+	}
+	// Before any key of the bundle is trusted: its bindings must be in the log.
+	if err := c.ktVerifyBundle(ctx, account, &br); err != nil {
+		return err
 	}
 	return c.inTx(ctx, func(tx *sql.Tx) error {
 		st := c.storesOn(tx)
