@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -36,7 +37,7 @@ func TestContentRoundTrip(t *testing.T) {
 		{Text: strings.Repeat("x", 5000), SentMS: 1, SyncDestination: uuid.MustParse("5f0c3a5e-1111-4222-8333-944455556666")},
 	} {
 		got, err := unmarshalContent(c.marshal())
-		if err != nil || *got != c {
+		if err != nil || !reflect.DeepEqual(*got, c) {
 			t.Errorf("unmarshalContent(marshal(%+v)) = %+v, %v; want it back", c, got, err)
 		}
 	}
@@ -64,7 +65,7 @@ func TestContentDecoding(t *testing.T) {
 			if tc.ok != (err == nil) {
 				t.Fatalf("unmarshalContent(%x) error = %v, want ok %v", tc.in, err, tc.ok)
 			}
-			if tc.ok && *got != tc.want {
+			if tc.ok && !reflect.DeepEqual(*got, tc.want) {
 				t.Errorf("unmarshalContent(%x) = %+v, want %+v", tc.in, got, tc.want)
 			}
 		})
@@ -86,7 +87,7 @@ func FuzzContent(f *testing.F) {
 			return
 		}
 		again, err := unmarshalContent(c.marshal())
-		if err != nil || *again != *c {
+		if err != nil || !reflect.DeepEqual(again, c) {
 			t.Fatalf("round trip of %+v = %+v, %v", c, again, err)
 		}
 	})

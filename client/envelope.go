@@ -120,9 +120,15 @@ func (c *Client) sealBody(cert []byte, recipient *curve.PublicKey, msg protocol.
 	return b, nil
 }
 
-// openBody reads an envelope body. Every failure is errBadBody.
-func (c *Client) openBody(root *curve.PublicKey, body []byte) (*opened, error) {
-	sc, err := sealed.DecryptFor(body, c.id, c.local(), root, c.now())
+// openBody reads an envelope body that the server accepted at serverTime. Every
+// failure is errBadBody.
+//
+// The sender certificate is checked as of serverTime, as libsignal's apps do: it must
+// have been valid when the message was sent, since a message may wait in the queue for
+// longer than a certificate lives (24 hours). The server could lie about the time, but
+// a lying server could as well issue a fresh certificate.
+func (c *Client) openBody(root *curve.PublicKey, body []byte, serverTime time.Time) (*opened, error) {
+	sc, err := sealed.DecryptFor(body, c.id, c.local(), root, serverTime)
 	if err != nil {
 		return nil, errBadBody
 	}
