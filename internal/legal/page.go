@@ -38,6 +38,7 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 <style>
 body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;width:100%;margin:1rem 0}
+.wide{overflow-x:auto}
 th,td{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;font-size:.9rem}
 th{background:#f3f3f3}
 .received{fill:#4a6fa5}.rejected{fill:#c0504d}.fulfilled{fill:#4f9a55}
@@ -63,10 +64,10 @@ Machine-readable: <a href="/v1/transparency">/v1/transparency</a>,
 </svg>
 
 <h2>By jurisdiction and half-year</h2>
-{{if .Report.Periods}}<table id="figures">
+{{if .Report.Periods}}<div class="wide"><table id="figures">
 <tr><th>Period</th><th>Jurisdiction</th><th>Received</th><th>Rejected</th><th>Fulfilled</th><th>Partly fulfilled</th><th>Answered "not held"</th><th>Pending</th><th>Accounts affected</th><th>Categories requested</th><th>Categories disclosed</th><th>Median hours to acknowledge</th><th>Median hours to give effect</th></tr>
 {{range .Report.Periods}}<tr><td>{{.Period}}</td><td>{{.Jurisdiction}}</td><td>{{.Received}}</td><td>{{.Rejected}}</td><td>{{.Fulfilled}}</td><td>{{.PartiallyFulfilled}}</td><td>{{.NotHeld}}</td><td>{{.Pending}}</td><td>{{.AccountsAffected}}</td><td>{{join .CategoriesRequested}}</td><td>{{join .CategoriesDisclosed}}</td><td>{{.MedianHoursToAcknowledge}}</td><td>{{.MedianHoursToEffect}}</td></tr>
-{{end}}</table>{{else}}<p id="figures">No orders received.</p>{{end}}
+{{end}}</table></div>{{else}}<p id="figures">No orders received.</p>{{end}}
 
 <h2>Markets withdrawn</h2>
 {{if .Withdrawals}}<table id="markets">
@@ -116,7 +117,7 @@ func buildChart(r Report) chart {
 	slices.Sort(periods)
 	const barW, gap, plotH, top = 18, 24, 160, 24
 	c := chart{Height: top + plotH + 30, Base: top + plotH}
-	c.Width = max(300, 50+len(periods)*(3*barW+gap))
+	c.Width = max(520, 50+len(periods)*(3*barW+gap))
 	maxV := 1
 	for _, t := range byPeriod {
 		maxV = max(maxV, t.rec, t.rej, t.ful)

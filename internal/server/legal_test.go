@@ -1,12 +1,16 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"net/http"
 	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -280,3 +284,97 @@ func TestWithdrawCloseExisting(t *testing.T) {
 		t.Errorf("US device got %d envelopes, want none", len(us))
 	}
 }
+
+// TestTransparencyPageInBrowser renders /transparency in headless Chromium and checks that
+// the chart's bars are painted and the figures are in the DOM. It skips when no Chromium
+// is installed, unless BASTION_REQUIRE_BROWSER=1 (CI installs Debian's chromium).
+func TestTransparencyPageInBrowser(t *testing.T) {
+	var browser string
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			browser = p
+			break
+		}
+	}
+	if browser == "" {
+		if os.Getenv("BASTION_REQUIRE_BROWSER") == "1" {
+			t.Fatal("BASTION_REQUIRE_BROWSER=1 but no chromium is installed")
+		}
+		t.Skip("no chromium installed (set BASTION_REQUIRE_BROWSER=1 to make this an error)")
+	}
+	h := newLegalHarness(t)
+	ctx := context.Background()
+	h.register("+14155550305", 0)
+	r, _ := h.desk.Intake(ctx, h.alice, orderJSON("+14155550305", "phone_number", "connection_log"))
+	h.desk.Approve(ctx, h.alice, r.ID)
+	h.desk.Approve(ctx, h.bob, r.ID)
+	if _, _, err := h.desk.Disclose(ctx, h.bob, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	r2, _ := h.desk.Intake(ctx, h.alice, orderJSON("+14155550306", "phone_number"))
+	h.desk.Reject(ctx, h.bob, r2.ID, "no judge")
+	if _, err := h.desk.Withdraw(ctx, h.alice, "RU", "A backdoor law.", false); err != nil {
+		t.Fatal(err)
+	}
+
+	chrome := func(args ...string) []byte {
+		t.Helper()
+		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		// --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start; the
+		// page is our own.
+		base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+			"--user-data-dir=" + t.TempDir(), "--window-size=1000,1000"}
+		cmd := exec.CommandContext(cctx, browser, append(base, args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s %v: %v\n%s", browser, args, err, stderr.String())
+		}
+		return out
+	}
+	url := h.ts.URL + "/transparency"
+	dom := string(chrome("--dump-dom", url))
+	for _, want := range []string{`<svg id="chart"`, `class="received" data-period="2026-H2" data-value="2"`,
+		`class="rejected" data-period="2026-H2" data-value="1"`, `class="fulfilled" data-period="2026-H2" data-value="1"`,
+		`<td>2026-H2</td><td>FR</td><td>2</td><td>1</td><td>1</td>`, `id="market-RU"`, "A backdoor law."} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("rendered DOM lacks %q", want)
+		}
+	}
+
+	shot := filepath.Join(t.TempDir(), "page.png")
+	chrome("--screenshot="+shot, url)
+	f, err := os.Open(shot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each bar is 16 px wide and 80 to 160 px tall: over 1,000 pixels of its colour,
+	// where the legend's glyph alone has about 100.
+	colours := map[string][3]uint8{"received": {0x4a, 0x6f, 0xa5}, "rejected": {0xc0, 0x50, 0x4d}, "fulfilled": {0x4f, 0x9a, 0x55}}
+	counts := map[string]int{}
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			for name, c := range colours {
+				if near(r>>8, c[0]) && near(g>>8, c[1]) && near(bl>>8, c[2]) {
+					counts[name]++
+				}
+			}
+		}
+	}
+	for name := range colours {
+		if counts[name] < 1000 {
+			t.Errorf("screenshot has %d pixels of the %s bar colour, want a painted bar (> 1000)", counts[name], name)
+		}
+	}
+}
+
+func near(v uint32, c uint8) bool { return v+3 >= uint32(c) && v <= uint32(c)+3 }
