@@ -155,21 +155,17 @@ func TestReplenishAndRotate(t *testing.T) {
 		t.Fatalf("bob.Receive() = %+v, %v; want the message made with the old signed prekey", msgs, err)
 	}
 
-	// After the grace period the replaced key goes; the current one stays.
+	// A grace period later another rotation runs; the first key, replaced a grace
+	// period ago, goes; the one it was replaced by (a week younger) stays for now.
 	clk.advance(SignedPreKeyGrace)
 	if err := bob.Maintain(ctx); err != nil {
 		t.Fatal(err)
 	}
+	var old int
 	bob.db.QueryRow("SELECT COUNT(*) FROM signed_prekeys").Scan(&kept)
-	if kept != 2 {
-		// One more rotation happened (the current key is older than a week too): the
-		// newest and the one it replaced remain... only if the replaced one is young.
-		// The one replaced a grace period ago is gone.
-		var old int
-		bob.db.QueryRow("SELECT COUNT(*) FROM signed_prekeys WHERE id = ?", oldSigned).Scan(&old)
-		if old != 0 {
-			t.Errorf("signed prekey %d still kept after the grace period", oldSigned)
-		}
+	bob.db.QueryRow("SELECT COUNT(*) FROM signed_prekeys WHERE id = ?", oldSigned).Scan(&old)
+	if kept != 2 || old != 0 {
+		t.Errorf("after the grace period: %d signed prekeys kept, the first one %d times; want 2 and 0", kept, old)
 	}
 }
 

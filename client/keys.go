@@ -159,6 +159,10 @@ func (c *Client) rotate(ctx context.Context) error {
 	if _, err := c.db.ExecContext(ctx, "DELETE FROM kyber_prekeys WHERE last_resort = 1 AND created_ms < ? AND id != ?", cutoff, lr.ID); err != nil {
 		return fmt.Errorf("pruning kyber prekeys: %w", err)
 	}
+	// A deleted key's replay record is of no use: no message for it can decrypt.
+	if _, err := c.db.ExecContext(ctx, "DELETE FROM kyber_used WHERE id NOT IN (SELECT id FROM kyber_prekeys)"); err != nil {
+		return fmt.Errorf("pruning kyber prekey uses: %w", err)
+	}
 	c.log.Debug("rotated signed prekey")
 	return nil
 }
