@@ -124,7 +124,9 @@ func (s *Server) start(ctx context.Context, listen string) error {
 	}()
 	select {
 	case a := <-addr:
-		s.URL = "http://" + a
+		if s.URL == "" { // a restart serves the same address: URL is read concurrently
+			s.URL = "http://" + a
+		}
 		return nil
 	case <-done:
 		return fmt.Errorf("bastiond exited before serving: %v\n%s", s.err, s.Log.Tail(2000))
