@@ -51,7 +51,9 @@ import (
 
 // Defaults for [Options].
 const (
-	DefaultSubject       = "bastion.wake"
+	DefaultSubject = "bastion.wake"
+	// DefaultPollInterval: while NATS is down a message for a device on another node
+	// waits at most this long, and each tick costs one queue read per connected device.
 	DefaultPollInterval  = 2 * time.Second
 	DefaultReconnectWait = 500 * time.Millisecond
 	// DefaultPingInterval: NATS's two minutes would leave a half-open connection
