@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -33,6 +34,11 @@ type Desk struct {
 	now         func() time.Time
 	logger      *slog.Logger
 	marketClose func(ctx context.Context, country string) error
+
+	flushMu sync.Mutex // one flush at a time, so that a pending entry is appended once
+
+	reportMu    sync.Mutex
+	reportCache *Report // the report of the tree size it names
 }
 
 // Config is what a [Desk] needs.
@@ -81,7 +87,7 @@ func NewDesk(ctx context.Context, c Config) (*Desk, error) {
 // Log returns the public legal log.
 func (d *Desk) Log() *translog.Log { return d.log }
 
-// Key returns the server's signing key's public half.
+// PublicKey returns the public half of the server's signing key.
 func (d *Desk) PublicKey() []byte { return d.key.Public() }
 
 // Operator is a desk operator.
@@ -280,6 +286,8 @@ func queueLog(ctx context.Context, tx *sql.Tx, e LogEntry) error {
 // (a crash after the append, before the delete) is not appended again: every entry is
 // unique, as it holds its order's hash and its kind.
 func (d *Desk) flushLog(ctx context.Context) error {
+	d.flushMu.Lock()
+	defer d.flushMu.Unlock()
 	for {
 		var id int64
 		var data []byte

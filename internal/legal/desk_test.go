@@ -102,7 +102,7 @@ var (
 	t0    = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 )
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -135,7 +135,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) operator(t *testing.T, name string) Operator {
+func (f *fixture) operator(t testing.TB, name string) Operator {
 	t.Helper()
 	tok, err := AddOperator(context.Background(), f.db, name, f.clock.now())
 	if err != nil {
@@ -310,7 +310,7 @@ func TestRejectRecordsReason(t *testing.T) {
 }
 
 // disclose runs an order through intake, two approvals and disclosure.
-func (f *fixture) disclose(t *testing.T, raw []byte) (Record, []byte, []byte) {
+func (f *fixture) disclose(t testing.TB, raw []byte) (Record, []byte, []byte) {
 	t.Helper()
 	ctx := context.Background()
 	r, err := f.desk.Intake(ctx, f.alice, raw)

@@ -185,11 +185,17 @@ func (d *Desk) Restore(ctx context.Context, op Operator, country string) error {
 // DB returns the desk's database (for [Markets]).
 func (d *Desk) DB() *DB { return d.db }
 
-// Report computes the transparency report from the legal log.
+// Report computes the transparency report from the legal log. The last report is kept
+// until the log grows, so that serving the public page does not reread the log.
 func (d *Desk) Report(ctx context.Context) (Report, error) {
 	tree, err := d.log.Tree(ctx)
 	if err != nil {
 		return Report{}, err
+	}
+	d.reportMu.Lock()
+	defer d.reportMu.Unlock()
+	if c := d.reportCache; c != nil && c.GeneratedFrom.TreeSize == tree.N && c.GeneratedFrom.TreeHash == tree.Hash.String() {
+		return *c, nil
 	}
 	var entries [][]byte
 	for start := int64(0); start < tree.N; {
@@ -206,5 +212,6 @@ func (d *Desk) Report(ctx context.Context) (Report, error) {
 		return Report{}, err
 	}
 	rep.GeneratedFrom = ReportSource{Log: LogOrigin, TreeSize: tree.N, TreeHash: tree.Hash.String()}
+	d.reportCache = &rep
 	return rep, nil
 }

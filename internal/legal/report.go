@@ -85,10 +85,9 @@ type Report struct {
 
 // ReportSource names the log state a report was computed from.
 type ReportSource struct {
-	Log       string `json:"log"`
-	TreeSize  int64  `json:"tree_size"`
-	TreeHash  string `json:"tree_hash"`
-	Generated string `json:"note,omitempty"`
+	Log      string `json:"log"`
+	TreeSize int64  `json:"tree_size"`
+	TreeHash string `json:"tree_hash"` // base64, as in the checkpoint
 }
 
 // PeriodStats is one jurisdiction in one half-year ("2026-H1"), by the date received.
