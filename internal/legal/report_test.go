@@ -299,3 +299,36 @@ func TestSameOrderTwice(t *testing.T) {
 		t.Errorf("report = %+v, want 2 received, 1 rejected, 1 pending", rep.Periods)
 	}
 }
+
+// TestFlushAfterCrash: an entry left pending by a crash after its append is not appended
+// twice; one left before its append is appended.
+func TestFlushAfterCrash(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.desk.Intake(ctx, f.alice, order(nil))
+	before, _ := f.desk.Log().Tree(ctx)
+	es, err := f.desk.Log().Entries(ctx, 0, before.N)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.db.Exec(`INSERT INTO log_pending (data) VALUES (?)`, es[0]); err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := LogEntry{Kind: KindMarket, Jurisdiction: "FR", Action: "withdraw", At: t0, Statement: "s"}.Encode()
+	if _, err := f.db.db.Exec(`INSERT INTO log_pending (data) VALUES (?)`, fresh); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := NewDesk(ctx, Config{DB: f.db, Key: f.key, Categories: testCategories, Now: f.clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := d2.Log().Tree(ctx)
+	if after.N != before.N+1 {
+		t.Errorf("log size after recovery = %d, want %d (the fresh entry only)", after.N, before.N+1)
+	}
+	var left int
+	f.db.db.QueryRow(`SELECT count(*) FROM log_pending`).Scan(&left)
+	if left != 0 {
+		t.Errorf("pending entries after recovery = %d, want 0", left)
+	}
+}
