@@ -23,8 +23,8 @@ func single(n int) []writeOpt {
 }
 
 // expireChunk bounds how many envelopes one expiry write deletes, so that the janitor
-// never holds the writer (and every sender behind it) for long.
-const expireChunk = 2048
+// never holds the writer (and every sender behind it) for long. A variable for tests.
+var expireChunk = 2048
 
 const insertEnvelope = `INSERT INTO envelopes (account_id, device_id, id, server_time, body) VALUES (?, ?, ?, ?, ?)
 	ON CONFLICT (account_id, device_id, id) DO NOTHING`
