@@ -70,6 +70,8 @@ const startTimeout = 60 * time.Second
 type Cluster struct {
 	dir  string // temporary directory: data/, sock/, server.log
 	port int
+	bin  string
+	cred *syscall.Credential // nil: run as ourselves
 	cmd  *exec.Cmd
 	exit chan struct{} // closed when the postmaster has exited
 	err  error         // the postmaster's exit status, valid after exit is closed
@@ -139,6 +141,25 @@ func Start(t testing.TB) string {
 		t.Fatalf("pgtest: %v", err)
 	}
 	return dsn
+}
+
+// NewCluster starts a cluster for t alone, stopped when t ends: for tests that crash or
+// restart the server. Most tests want [Start].
+func NewCluster(t testing.TB) *Cluster {
+	t.Helper()
+	c, reason, err := startCluster()
+	if reason != "" {
+		skip(t, reason)
+	}
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("pgtest: stopping cluster: %v", err)
+		}
+	})
+	return c
 }
 
 func skip(t testing.TB, reason string) {
@@ -229,8 +250,8 @@ func startCluster() (c *Cluster, reason string, err error) {
 		if err != nil {
 			return nil, "", err
 		}
-		c = &Cluster{dir: dir, port: port, exit: make(chan struct{})}
-		if lastErr = c.run(ctx, bin, cred); lastErr == nil {
+		c = &Cluster{dir: dir, port: port, bin: bin, cred: cred}
+		if lastErr = c.run(ctx); lastErr == nil {
 			return c, "", nil
 		}
 	}
@@ -270,7 +291,9 @@ func freePort() (int, error) {
 }
 
 // run starts the postmaster and waits until it accepts connections.
-func (c *Cluster) run(ctx context.Context, bin string, cred *syscall.Credential) error {
+func (c *Cluster) run(ctx context.Context) error {
+	bin, cred := c.bin, c.cred
+	c.exit = make(chan struct{})
 	fsync := "off"
 	if os.Getenv(EnvFsync) == "on" {
 		fsync = "on"
@@ -383,6 +406,35 @@ func (c *Cluster) Stop() error {
 		}
 	}
 	return os.RemoveAll(c.dir)
+}
+
+// Crash kills the server and all its backends with SIGKILL, as a crash of the database
+// host would (except that the kernel keeps what was written to it: with fsync off, that
+// is the only difference). Committed transactions survive it; [Cluster.Restart] runs
+// crash recovery.
+func (c *Cluster) Crash() {
+	c.mu.Lock()
+	if c.admin != nil {
+		c.admin.Close(context.Background())
+		c.admin = nil
+	}
+	c.mu.Unlock()
+	c.kill()
+}
+
+// Restart starts a crashed or stopped-by-Crash server again on the same data directory
+// and port, and waits until it accepts connections (after crash recovery).
+func (c *Cluster) Restart() error {
+	select {
+	case <-c.exit:
+	default:
+		return errors.New("restarting: the server is still running")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.run(ctx)
 }
 
 // kill sends SIGKILL to the server's process group and waits for the postmaster.

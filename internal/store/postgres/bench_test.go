@@ -208,4 +208,3 @@ func BenchmarkTakeBundle(b *testing.B) {
 		})
 	}
 }
-
