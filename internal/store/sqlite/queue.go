@@ -47,6 +47,9 @@ func (s *Store) Enqueue(ctx context.Context, envs []*store.Envelope) error {
 			return errors.New("enqueueing: nil envelope")
 		}
 		in[i] = *e
+		if in[i].Body == nil {
+			in[i].Body = []byte{} // an empty body is a body; nil would bind as NULL
+		}
 		size += len(e.Body)
 	}
 	seqs := make([]int64, len(in))

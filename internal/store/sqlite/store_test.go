@@ -108,13 +108,13 @@ func TestCancelledCaller(t *testing.T) {
 	if err := s.Enqueue(cancelled, []*store.Envelope{e}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Enqueue(cancelled) = %v, want context.Canceled", err)
 	}
-	ok := &store.Envelope{ID: uuid.New(), Account: acct.ID, Device: 1, ServerTime: time.Now(), Body: []byte("y")}
+	ok := &store.Envelope{ID: uuid.New(), Account: acct.ID, Device: 1, ServerTime: time.Now()} // nil body: stored empty
 	if err := s.Enqueue(ctx, []*store.Envelope{ok}); err != nil {
 		t.Fatalf("Enqueue() = %v", err)
 	}
 	got, err := s.Pending(ctx, acct.ID, 1, 0, 10)
-	if err != nil || len(got) != 1 || got[0].ID != ok.ID {
-		t.Errorf("Pending() = %d envelopes, %v; want only the uncancelled one", len(got), err)
+	if err != nil || len(got) != 1 || got[0].ID != ok.ID || len(got[0].Body) != 0 {
+		t.Errorf("Pending() = %d envelopes, %v; want only the uncancelled one, empty", len(got), err)
 	}
 }
 
