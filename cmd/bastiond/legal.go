@@ -424,6 +424,12 @@ func logVerify(ctx context.Context, f *deskFlags, stdout, stderr io.Writer) erro
 	if f.server != "" {
 		src = httpLog{f.server}
 	} else {
+		// Both must exist: verifying must not create an empty log or a new key.
+		for _, name := range []string{legal.KeyFile, "legal.db"} {
+			if _, err := os.Stat(filepath.Join(f.data, name)); err != nil {
+				return fmt.Errorf("no legal log here: %w", err)
+			}
+		}
 		db, err := legal.Open(ctx, filepath.Join(f.data, "legal.db"))
 		if err != nil {
 			return err

@@ -221,6 +221,7 @@ func TestLegalCommandErrors(t *testing.T) {
 		{"withdraw bad country", []string{"market", "withdraw", "XX", "--reason", "r", "--data", data, "--token-file", tokFile}, nil, 1, "phone numbers"},
 		{"restore not withdrawn", []string{"market", "restore", "FR", "--data", data, "--token-file", tokFile}, nil, 1, "not withdrawn"},
 		{"verify bad key", []string{"legal", "verify", filepath.Join(dir, "bad.json"), "--key", "AAAA"}, nil, 1, ""},
+		{"log verify without a log", []string{"legal", "log", "verify", "--data", dir, "--key", "gXAiF42U3JEv60+SXDA9P0zsDwDOMY4FcH/YM81t78M="}, nil, 1, "no legal log here"},
 		{"log verify wrong key", []string{"legal", "log", "verify", "--server", url, "--key", "gXAiF42U3JEv60+SXDA9P0zsDwDOMY4FcH/YM81t78M="}, nil, 1, "verif"},
 	}
 	for _, tt := range tests {
