@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -177,14 +178,22 @@ func rawDelivery(t *testing.T, c *Client) []api.Envelope {
 	req := &http.Request{Header: http.Header{}}
 	cred := c.cred()
 	req.SetBasicAuth(cred.user, cred.password)
-	conn, _, _, err := ws.Dialer{Header: ws.HandshakeHeaderHTTP(req.Header)}.Dial(context.Background(), u)
+	conn, br, _, err := ws.Dialer{Header: ws.HandshakeHeaderHTTP(req.Header)}.Dial(context.Background(), u)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	// Frames the server sent right after the handshake may sit in br.
+	var rw io.ReadWriter = conn
+	if br != nil {
+		rw = struct {
+			io.Reader
+			io.Writer
+		}{io.MultiReader(br, conn), conn}
+	}
 	var envs []api.Envelope
 	for {
-		b, err := wsutil.ReadServerText(conn)
+		b, err := wsutil.ReadServerText(rw)
 		if err != nil {
 			t.Fatal(err)
 		}
