@@ -68,7 +68,9 @@ func TestCrash(t *testing.T) {
 	handedEC, handedKy := map[uint32]int{}, map[uint32]int{}
 	const rounds = 5
 	for round := range rounds {
-		lines := runCrashChild(t, path, time.Duration(50+rand.IntN(400))*time.Millisecond)
+		// The first round may die anywhere, opening and recovering included; the others
+		// are killed while writing, at a random moment after the child is ready.
+		lines := runCrashChild(t, path, round == 0, time.Duration(rand.IntN(300))*time.Millisecond)
 		var envs, bundles int
 		for _, line := range lines {
 			f := strings.Fields(line)
@@ -159,8 +161,9 @@ func TestCrash(t *testing.T) {
 	}
 }
 
-// runCrashChild starts the child, SIGKILLs it after d and returns what it printed.
-func runCrashChild(t *testing.T, path string, d time.Duration) []string {
+// runCrashChild starts the child, SIGKILLs it d after it starts (fromStart) or after it
+// says it is ready, and returns what it printed.
+func runCrashChild(t *testing.T, path string, fromStart bool, d time.Duration) []string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$")
 	cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
@@ -172,12 +175,21 @@ func runCrashChild(t *testing.T, path string, d time.Duration) []string {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting child: %v", err)
 	}
-	timer := time.AfterFunc(d, func() { cmd.Process.Signal(syscall.SIGKILL) })
-	defer timer.Stop()
+	kill := func() { cmd.Process.Signal(syscall.SIGKILL) }
+	var timer *time.Timer
+	if fromStart {
+		timer = time.AfterFunc(d, kill)
+	}
 	var lines []string
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
+		if sc.Text() == "ready" && timer == nil {
+			timer = time.AfterFunc(d, kill)
+		}
 		lines = append(lines, sc.Text())
+	}
+	if timer != nil {
+		timer.Stop()
 	}
 	if err := cmd.Wait(); err == nil {
 		t.Logf("child exited before the kill")
