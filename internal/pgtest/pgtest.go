@@ -434,11 +434,26 @@ func (c *Cluster) Restart() error {
 	defer cancel()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.run(ctx)
+	var err error
+	for range 3 { // a dying backend may still hold the old shared memory for a moment
+		if err = c.run(ctx); err == nil {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return err
 }
 
-// kill sends SIGKILL to the server's process group and waits for the postmaster.
+// kill sends SIGKILL to the server's process group, waits for the postmaster, then for
+// every backend: one forked as the signal went out can outlive the postmaster for a
+// moment, holding the shared memory a restart needs.
 func (c *Cluster) kill() {
-	syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+	pgid := c.cmd.Process.Pid
+	syscall.Kill(-pgid, syscall.SIGKILL)
 	<-c.exit
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(-pgid, 0) == nil && time.Now().Before(deadline) {
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		time.Sleep(5 * time.Millisecond)
+	}
 }

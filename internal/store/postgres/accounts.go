@@ -30,7 +30,9 @@ func (s *Store) Register(ctx context.Context, number string, identityKey []byte,
 	for attempt := 0; errors.Is(err, errRaced) && attempt < maxTxAttempts; attempt++ {
 		err = s.inTx(ctx, func(tx pgx.Tx) error {
 			acct = store.Account{Number: number, IdentityKey: identityKey}
-			err := tx.QueryRow(ctx, `SELECT id, created_at FROM accounts WHERE number = $1 FOR UPDATE`, number).
+			// NO KEY UPDATE serialises registrations of one number on every node without
+			// blocking the foreign-key checks of writes that reference the account.
+			err := tx.QueryRow(ctx, `SELECT id, created_at FROM accounts WHERE number = $1 FOR NO KEY UPDATE`, number).
 				Scan(&acct.ID, &acct.CreatedAt)
 			switch {
 			case errors.Is(err, pgx.ErrNoRows):
@@ -157,8 +159,8 @@ func (s *Store) AddDevice(ctx context.Context, account uuid.UUID, d store.Device
 	d.AccountID = account
 	d.CreatedAt = dbTime(nowOr(d.CreatedAt))
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var one int
-		if err := tx.QueryRow(ctx, `SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE`, account).Scan(&one); err != nil {
+		var one int // the lock serialises AddDevice calls for one account
+		if err := tx.QueryRow(ctx, `SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE`, account).Scan(&one); err != nil {
 			return notFound(err)
 		}
 		var top int64

@@ -88,7 +88,9 @@ func (s *Store) PreKeyCounts(ctx context.Context, account uuid.UUID, device uint
 // concurrent taker on any node skips a key another holds instead of waiting for it or
 // getting it too, and a key handed out is gone once the bundle is returned (the commit is
 // durable), so a crash cannot resurrect it. Lowest id first: clients upload ids in
-// increasing order, so the oldest goes first.
+// increasing order, so the oldest goes first. A taker that finds every remaining one-time
+// key held by concurrent takers goes on without one (the last-resort Kyber key, no EC
+// key) rather than wait: the bundle is valid either way, and a fetch never queues.
 func (s *Store) TakeBundle(ctx context.Context, account uuid.UUID, device uint32) (store.Bundle, error) {
 	dev := int64(device)
 	var b store.Bundle

@@ -312,3 +312,46 @@ func TestClosed(t *testing.T) {
 		t.Errorf("Close() twice = %v, want nil", err)
 	}
 }
+
+// TestAddDeviceAcrossNodes adds devices to one account from two nodes at once: every
+// device gets its own id.
+func TestAddDeviceAcrossNodes(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.Start(t)
+	var nodes [2]*Store
+	for i := range nodes {
+		s, err := Open(ctx, dsn, nil)
+		if err != nil {
+			t.Fatalf("Open() = %v", err)
+		}
+		defer s.Close()
+		nodes[i] = s
+	}
+	acct, _, err := nodes[0].Register(ctx, "+14155550195", []byte{5, 1}, store.Device{ID: 1, RegistrationID: 1, CredentialHash: []byte{1}})
+	if err != nil {
+		t.Fatalf("Register() = %v", err)
+	}
+	const adders = 12
+	var mu sync.Mutex
+	ids := map[uint32]int{}
+	var wg sync.WaitGroup
+	for i := range adders {
+		wg.Go(func() {
+			d, err := nodes[i%2].AddDevice(ctx, acct.ID, store.Device{RegistrationID: 7, CredentialHash: []byte{2}})
+			if err != nil {
+				t.Errorf("AddDevice() = %v", err)
+				return
+			}
+			mu.Lock()
+			ids[d.ID]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if len(ids) != adders {
+		t.Errorf("%d concurrent AddDevice calls on two nodes got %d distinct ids (%v), want %d", adders, len(ids), ids, adders)
+	}
+	if devs, err := nodes[1].Devices(ctx, acct.ID); err != nil || len(devs) != adders+1 {
+		t.Errorf("Devices() = %d devices, %v; want %d", len(devs), err, adders+1)
+	}
+}
