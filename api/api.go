@@ -200,6 +200,13 @@ const (
 	FrameEnvelopes  = "envelopes"   // server -> client: Envelopes, in queue order
 	FrameQueueEmpty = "queue_empty" // server -> client: everything queued at connect was sent
 	FrameAck        = "ack"         // client -> server: IDs delivered and stored
+	// FrameSend is a send over the WebSocket (client -> server): RequestID, Destination
+	// and Messages, the body of PUT /v1/messages/{Destination}. It saves a request's
+	// HTTP and authentication per message.
+	FrameSend = "send"
+	// FrameSendResult answers a send (server -> client): RequestID, Status (the HTTP
+	// status the same PUT would have had), ServerTime on 200, Error otherwise.
+	FrameSendResult = "send_result"
 )
 
 // Frame is one WebSocket message in either direction.
@@ -207,6 +214,14 @@ type Frame struct {
 	Type      string      `json:"type"`
 	Envelopes []Envelope  `json:"envelopes,omitempty"`
 	IDs       []uuid.UUID `json:"ids,omitempty"`
+
+	// RequestID pairs a send with its send_result; the client chooses it.
+	RequestID   uint64             `json:"request_id,omitempty"`
+	Destination *uuid.UUID         `json:"destination,omitempty"` // send: the target account
+	Messages    []OutgoingEnvelope `json:"messages,omitempty"`    // send: one per device
+	Status      int                `json:"status,omitempty"`      // send_result
+	ServerTime  int64              `json:"server_time,omitempty"` // send_result on 200
+	Error       *Error             `json:"error,omitempty"`       // send_result otherwise
 }
 
 // Envelope is a queued ciphertext delivered to a device. The server does not know and does

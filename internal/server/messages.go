@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -24,57 +25,70 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, d device) error {
 	if err := decodeJSON(w, r, s.cfg.Limits.MaxSendBytes, &req); err != nil {
 		return err
 	}
-	seen := make(map[uint32]bool, len(req.Messages))
-	for i, m := range req.Messages {
+	at, err := s.queue(r.Context(), d, target, req.Messages)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.SendResponse{ServerTime: at})
+	return nil
+}
+
+// queue is a send, from HTTP or the WebSocket: it checks msgs against target's devices,
+// stores one envelope per device durably and wakes the devices. It returns the server
+// time stamped on the envelopes, or an *httpError (or an internal error).
+func (s *Server) queue(ctx context.Context, d device, target uuid.UUID, msgs []api.OutgoingEnvelope) (int64, error) {
+	for i, m := range msgs {
 		if len(m.Body) > api.MaxEnvelopeBody {
-			return newError(http.StatusRequestEntityTooLarge, api.CodeTooLarge,
+			return 0, newError(http.StatusRequestEntityTooLarge, api.CodeTooLarge,
 				fmt.Sprintf("messages[%d]: body is over %d bytes", i, api.MaxEnvelopeBody))
 		}
 		if len(m.Body) == 0 {
-			return badRequest(fmt.Sprintf("messages[%d]: body is empty", i))
+			return 0, badRequest(fmt.Sprintf("messages[%d]: body is empty", i))
 		}
 		if m.ID == uuid.Nil {
-			return badRequest(fmt.Sprintf("messages[%d]: id is missing", i))
+			return 0, badRequest(fmt.Sprintf("messages[%d]: id is missing", i))
 		}
-		if seen[m.DeviceID] {
-			return badRequest(fmt.Sprintf("messages[%d]: device %d appears twice", i, m.DeviceID))
+		for _, o := range msgs[:i] { // sends name a few devices: a scan beats a map
+			if o.DeviceID == m.DeviceID {
+				return 0, badRequest(fmt.Sprintf("messages[%d]: device %d appears twice", i, m.DeviceID))
+			}
 		}
-		seen[m.DeviceID] = true
 	}
 
-	devs, err := s.store.Devices(r.Context(), target)
+	devs, err := s.devices.get(ctx, s.store, target)
 	if errors.Is(err, store.ErrNotFound) {
-		return errNoAccount
+		return 0, errNoAccount
 	}
 	if err != nil {
-		return fmt.Errorf("listing devices: %w", err)
+		return 0, fmt.Errorf("listing devices: %w", err)
 	}
-	if e := checkDevices(devs, req.Messages, target == d.account, d.id); e != nil {
-		return e
-	}
-	if len(req.Messages) == 0 {
-		// Sending to one's own account with no other device: nothing to do.
-		writeJSON(w, http.StatusOK, api.SendResponse{ServerTime: s.now().UnixMilli()})
-		return nil
+	if e := checkDevices(devs, msgs, target == d.account, d.id); e != nil {
+		return 0, e
 	}
 	now := s.now()
-	envs := make([]*store.Envelope, len(req.Messages))
-	for i, m := range req.Messages {
-		envs[i] = &store.Envelope{ID: m.ID, Account: target, Device: m.DeviceID, ServerTime: now, Body: m.Body}
+	if len(msgs) == 0 {
+		// Sending to one's own account with no other device: nothing to do.
+		return now.UnixMilli(), nil
 	}
-	if err := s.store.Enqueue(r.Context(), envs); err != nil {
+	envs := make([]*store.Envelope, len(msgs))
+	backing := make([]store.Envelope, len(msgs))
+	for i, m := range msgs {
+		backing[i] = store.Envelope{ID: m.ID, Account: target, Device: m.DeviceID, ServerTime: now, Body: m.Body}
+		envs[i] = &backing[i]
+	}
+	if err := s.store.Enqueue(ctx, envs); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			// A device went away between the check and the enqueue.
-			return newError(http.StatusConflict, api.CodeMismatchedDevices, "the device list changed; fetch it and retry")
+			s.devices.forget(target)
+			return 0, newError(http.StatusConflict, api.CodeMismatchedDevices, "the device list changed; fetch it and retry")
 		}
-		return fmt.Errorf("enqueueing: %w", err)
+		return 0, fmt.Errorf("enqueueing: %w", err)
 	}
 	s.metrics.queued.Add(float64(len(envs)))
 	for _, e := range envs {
 		s.notify.Notify(e.Account, e.Device)
 	}
-	writeJSON(w, http.StatusOK, api.SendResponse{ServerTime: now.UnixMilli()})
-	return nil
+	return now.UnixMilli(), nil
 }
 
 // checkDevices compares a send's envelopes with the target's devices. A sender writing to

@@ -56,6 +56,9 @@ type Server struct {
 	legal   *legal.Desk      // the lawful-request desk; nil when not started (legal.go)
 	kt      *ktLog           // the key transparency log (kt.go)
 
+	devices deviceCache // device lists for sends (cache.go)
+	creds   credCache   // recently verified credential digests (cache.go)
+
 	verifyNumber, verifyPrefix, verifyIP, bundlePair, lookup *limiter
 	sessionLocks                                             [64]sync.Mutex // serialise code checks per verification session
 
@@ -282,6 +285,11 @@ func (s *Server) authenticate(r *http.Request) (device, error) {
 	}
 	// The digest is computed before the lookup so that an unknown device costs the same.
 	sum := sha256.Sum256([]byte(pass))
+	caller := device{account: id, id: uint32(n)}
+	if s.creds.check(caller, &sum) {
+		return caller, nil
+	}
+	gen := s.creds.generation()
 	d, err := s.store.Device(r.Context(), id, uint32(n))
 	if errors.Is(err, store.ErrNotFound) {
 		return device{}, errUnauthorized
@@ -292,7 +300,8 @@ func (s *Server) authenticate(r *http.Request) (device, error) {
 	if subtle.ConstantTimeCompare(sum[:], d.CredentialHash) != 1 {
 		return device{}, errUnauthorized
 	}
-	return device{account: id, id: uint32(n)}, nil
+	s.creds.put(caller, &sum, gen)
+	return caller, nil
 }
 
 type metrics struct {

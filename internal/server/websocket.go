@@ -40,6 +40,9 @@ const (
 	wsFrameBytes = 256 << 10
 	// wsMaxAckIDs bounds one ack frame.
 	wsMaxAckIDs = 1000
+	// wsMaxSends bounds send frames waiting for their commit per connection: enough to
+	// fill a group commit from one busy client, and a bound on the goroutines it costs.
+	wsMaxSends = 64
 )
 
 type wsConn struct {
@@ -63,6 +66,8 @@ type wsConn struct {
 	closed    bool
 	ping      *time.Timer
 	unsub     func()
+
+	sends chan struct{} // send frames in progress; made on the first send (reader only)
 }
 
 func (s *Server) websocket(w http.ResponseWriter, r *http.Request, d device) error {
@@ -289,8 +294,12 @@ func (c *wsConn) handle(p []byte) (ws.StatusCode, string) {
 	if err := dec.Decode(&f); err != nil {
 		return ws.StatusInvalidFramePayloadData, "malformed JSON frame"
 	}
-	if f.Type != api.FrameAck || len(f.Envelopes) > 0 {
-		return ws.StatusUnsupportedData, `clients send only "ack" frames`
+	serverOnly := len(f.Envelopes) > 0 || f.Status != 0 || f.ServerTime != 0 || f.Error != nil
+	switch {
+	case f.Type == api.FrameSend && !serverOnly && len(f.IDs) == 0:
+		return c.handleSend(&f)
+	case f.Type != api.FrameAck || serverOnly || f.RequestID != 0 || f.Destination != nil || f.Messages != nil:
+		return ws.StatusUnsupportedData, `clients send only "ack" and "send" frames, with their own fields`
 	}
 	if len(f.IDs) > wsMaxAckIDs {
 		return ws.StatusPolicyViolation, fmt.Sprintf("at most %d ids per ack", wsMaxAckIDs)
@@ -318,6 +327,54 @@ func (c *wsConn) handle(p []byte) (ws.StatusCode, string) {
 	c.mu.Unlock()
 	c.s.metrics.delivered.Add(float64(n))
 	c.kick()
+	return 0, ""
+}
+
+// handleSend starts a send frame's work and returns at once: the reader goes on reading
+// (acks, more sends) while up to wsMaxSends sends wait for their commit. When that many
+// are pending the reader waits for one, and TCP pushes back on the client.
+func (c *wsConn) handleSend(f *api.Frame) (ws.StatusCode, string) {
+	if f.RequestID == 0 {
+		return ws.StatusPolicyViolation, "a send needs a request_id"
+	}
+	if c.sends == nil {
+		c.sends = make(chan struct{}, wsMaxSends) // only the reader goroutine touches the field
+	}
+	select {
+	case c.sends <- struct{}{}:
+	case <-c.ctx.Done():
+		return 0, ""
+	}
+	c.s.wsWG.Add(1) // the connection's own count is held until close, so this is never from zero
+	go func() {
+		defer c.s.wsWG.Done()
+		defer func() { <-c.sends }()
+		res := api.Frame{Type: api.FrameSendResult, RequestID: f.RequestID}
+		var at int64
+		var err error = badRequest("destination is missing")
+		if f.Destination != nil {
+			// Not cancelled with the connection: a send that reached the store finishes
+			// (graceful shutdown waits for it), and a retry with the same ids is a no-op.
+			at, err = c.s.queue(context.WithoutCancel(c.ctx), device{account: c.account, id: c.device}, *f.Destination, f.Messages)
+		}
+		var he *httpError
+		switch {
+		case err == nil:
+			res.Status, res.ServerTime = http.StatusOK, at
+		case errors.As(err, &he):
+			res.Status, res.Error = he.status, &he.body
+		default:
+			c.s.log.Error("websocket send failed", "err", err)
+			res.Status, res.Error = http.StatusInternalServerError, &api.Error{Code: api.CodeInternal, Message: "internal error"}
+		}
+		p, err := json.Marshal(res)
+		if err == nil {
+			err = c.write(ws.OpText, p)
+		}
+		if err != nil {
+			c.close(0, "")
+		}
+	}()
 	return 0, ""
 }
 
@@ -436,6 +493,9 @@ func (c *wsConn) push(envs []store.Envelope) error {
 // 1008): its devices were replaced. Other nodes learn of it through the store when those
 // devices next authenticate (issue 7 carries it over NATS).
 func (s *Server) disconnectAccount(account uuid.UUID, reason string) {
+	// Every caller replaced the account's devices: cached lists and credentials are stale.
+	s.devices.forget(account)
+	s.creds.forget(account)
 	s.wsMu.Lock()
 	var conns []*wsConn
 	for c := range s.ws {
