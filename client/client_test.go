@@ -226,3 +226,39 @@ func TestPassphraseAndModes(t *testing.T) {
 		t.Errorf("Whoami() = %+v, %v; want %+v", got, err, acct)
 	}
 }
+
+// A contact who re-registered writes first: the message is shown, marked as coming
+// with a new safety number, and replies are refused until the user trusts the key.
+func TestIdentityChangeReceived(t *testing.T) {
+	s := startServer(t)
+	ctx := context.Background()
+	alice, _ := register(t, s, "+14155550181", nil)
+	bob, _ := register(t, s, "+14155550182", nil)
+	if _, err := bob.Send(ctx, "+14155550181", "hi"); err != nil {
+		t.Fatal(err)
+	}
+	if msgs, err := alice.Receive(ctx); err != nil || len(msgs) != 1 || msgs[0].SafetyNumberChanged {
+		t.Fatalf("alice.Receive() = %+v, %v; want one message, no change (first contact)", msgs, err)
+	}
+
+	bob2, _ := register(t, s, "+14155550182", nil)
+	if _, err := bob2.Send(ctx, "+14155550181", "new phone"); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := alice.Receive(ctx)
+	if err != nil || len(msgs) != 1 || msgs[0].Text != "new phone" || !msgs[0].SafetyNumberChanged {
+		t.Fatalf("alice.Receive() = %+v, %v; want %q marked SafetyNumberChanged", msgs, err, "new phone")
+	}
+	if _, err := alice.Send(ctx, "+14155550182", "who is this?"); !errors.Is(err, client.ErrUntrustedIdentity) {
+		t.Fatalf("alice.Send() before trust = %v, want ErrUntrustedIdentity", err)
+	}
+	if err := alice.Trust(ctx, "+14155550182"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, "+14155550182", "welcome back"); err != nil {
+		t.Fatalf("alice.Send() after trust = %v", err)
+	}
+	if got, want := receiveTexts(t, bob2), []string{"welcome back"}; !equal(got, want) {
+		t.Errorf("bob2.Receive() = %q, want %q", got, want)
+	}
+}
