@@ -44,7 +44,13 @@ const (
 	metaKTMonitor    = "kt_monitor"    // monitor position: size, then the frontier
 	metaKTOwnSeq     = "kt_own_seq"    // the last sequence seen for the own account
 	metaKTAlerts     = "kt_alerts"     // JSON list of KTAlert
+	metaKTCheckedAt  = "kt_checked_ms" // when the server's checkpoint was last fetched
 )
+
+// ktGossipRefresh is how old the profile's checkpoint may be before a send fetches a
+// new one to carry: recent enough that a fork shows within minutes of its making, rare
+// enough to cost nothing next to the sends.
+const ktGossipRefresh = 10 * time.Minute
 
 // maxKTAlerts bounds the stored alerts; the oldest are dropped first.
 const maxKTAlerts = 100
@@ -361,7 +367,11 @@ func (c *Client) ktFresh(ctx context.Context, l *ktLog) (kt.Checkpoint, error) {
 	if err != nil {
 		return kt.Checkpoint{}, err
 	}
-	return c.ktAdvance(ctx, l, signed)
+	cp, err := c.ktAdvance(ctx, l, signed)
+	if err == nil {
+		err = setMeta(ctx, c.db, metaKTCheckedAt, binary.BigEndian.AppendUint64(nil, uint64(c.now().UnixMilli())))
+	}
+	return cp, err
 }
 
 // ktIncluded checks that entry is at index in the log under a fresh checkpoint.
@@ -443,6 +453,15 @@ func (c *Client) ktVerifyLookup(ctx context.Context, number string, lr *api.Look
 // ktGossipNote returns the newest checkpoint the profile verified, to travel in a
 // message, or nil.
 func (c *Client) ktGossipNote(ctx context.Context) string {
+	at, _ := getMeta(ctx, c.db, metaKTCheckedAt)
+	if len(at) != 8 || c.now().Sub(time.UnixMilli(int64(binary.BigEndian.Uint64(at)))) > ktGossipRefresh {
+		// Stale or never fetched: a checkpoint worth comparing is a recent one.
+		if l, err := c.ktOpen(ctx); err != nil {
+			c.log.Debug("kt: opening the log", "err", err)
+		} else if _, err := c.ktFresh(ctx, l); err != nil {
+			c.log.Debug("kt: refreshing the checkpoint", "err", err)
+		}
+	}
 	b, err := getMeta(ctx, c.db, metaKTCheckpoint)
 	if err != nil {
 		return ""
