@@ -31,9 +31,9 @@ const insertEnvelope = `INSERT INTO envelopes (account_id, device_id, id, server
 
 // Enqueue implements [store.Queue]. The call joins the writer's next batch: it returns nil
 // once the transaction holding its envelopes has committed with synchronous=FULL, that is,
-// once they are on disk. It runs in its own savepoint, so an unknown device fails this
-// call alone with [store.ErrNotFound] and stores none of its envelopes, while other
-// callers in the same batch commit.
+// once they are on disk. It runs in its own savepoint (one insert is atomic without), so
+// an unknown device fails this call alone with [store.ErrNotFound] and stores none of its
+// envelopes, while other callers in the same batch commit.
 func (s *Store) Enqueue(ctx context.Context, envs []*store.Envelope) error {
 	if len(envs) == 0 {
 		return nil
