@@ -312,3 +312,66 @@ func BenchmarkInterleaved(b *testing.B) {
 		}, newFloorSetup(b))
 	})
 }
+
+// BenchmarkVsLibsignal alternates rounds of Bastion and of libsignal (inside the Node
+// peer) on the same operation, so that both see the same machine load; it reports both
+// per-operation times and libsignal's time as a multiple of Bastion's.
+func BenchmarkVsLibsignal(b *testing.B) {
+	peer := libsignal.StartForTest(b)
+	const round = 50
+	run := func(b *testing.B, kind string, op func()) {
+		var ours, theirs time.Duration
+		rounds := 0
+		for b.Loop() {
+			t0 := time.Now()
+			for range round {
+				op()
+			}
+			ours += time.Since(t0)
+			r, err := peer.Bench(kind, round)
+			if err != nil {
+				b.Fatal(err)
+			}
+			theirs += time.Duration(r.NsPerOp) * round
+			rounds++
+		}
+		n := float64(rounds * round)
+		b.ReportMetric(float64(ours.Nanoseconds())/n, "bastion-ns/op")
+		b.ReportMetric(float64(theirs.Nanoseconds())/n, "libsignal-ns/op")
+		b.ReportMetric(float64(theirs)/float64(ours), "libsignal/bastion")
+	}
+	roundTrip := func(from, to *party) {
+		m, err := from.cipher.Encrypt(ctx, to.addr, benchMsg, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		in, err := protocol.NewSignalMessage(m.Bytes())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := to.cipher.DecryptSignal(ctx, from.addr, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("OneChain", func(b *testing.B) {
+		alice, bob := established(b)
+		run(b, libsignal.BenchOneChain, func() { roundTrip(alice, bob) })
+	})
+	b.Run("RatchetStep", func(b *testing.B) {
+		alice, bob := established(b)
+		from, to := alice, bob
+		run(b, libsignal.BenchRatchetStep, func() { roundTrip(from, to); from, to = to, from })
+	})
+	b.Run("SetupSender", func(b *testing.B) {
+		alice, bob := newParty(b, aliceID, 1), newParty(b, bobID, 2)
+		bundle := bob.bundle(b, 1, 2, 3, true)
+		run(b, libsignal.BenchSetup, func() {
+			if err := alice.cipher.ProcessPreKeyBundle(ctx, bob.addr, bundle, now); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := alice.cipher.Encrypt(ctx, bob.addr, benchMsg, now); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+}
