@@ -355,3 +355,24 @@ func TestAddDeviceAcrossNodes(t *testing.T) {
 		t.Errorf("Devices() = %d devices, %v; want %d", len(devs), err, adders+1)
 	}
 }
+
+// TestEnqueueImpossibleDevice: device ids no device can have (0, above libsignal's 127,
+// above the column's range) are unknown devices, not database errors.
+func TestEnqueueImpossibleDevice(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	acct, _, err := s.Register(ctx, "+14155550194", []byte{5}, store.Device{ID: 1, CredentialHash: []byte{1}})
+	if err != nil {
+		t.Fatalf("Register() = %v", err)
+	}
+	for _, dev := range []uint32{0, 128, 1 << 31, 1<<32 - 1} {
+		good := &store.Envelope{ID: uuid.New(), Account: acct.ID, Device: 1, ServerTime: time.Now(), Body: []byte("x")}
+		bad := &store.Envelope{ID: uuid.New(), Account: acct.ID, Device: dev, ServerTime: time.Now(), Body: []byte("x")}
+		if err := s.Enqueue(ctx, []*store.Envelope{good, bad}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Enqueue(device %d) = %v, want ErrNotFound", dev, err)
+		}
+	}
+	if envs, err := s.Pending(ctx, acct.ID, 1, 0, 10); err != nil || len(envs) != 0 {
+		t.Errorf("Pending() = %d envelopes, %v; want none (all or nothing)", len(envs), err)
+	}
+}

@@ -61,6 +61,10 @@ func (s *Store) Enqueue(ctx context.Context, envs []*store.Envelope) error {
 		if e == nil {
 			return errors.New("enqueueing: nil envelope")
 		}
+		if e.Device == 0 || e.Device > maxDeviceID {
+			// No such device can exist; the column could not even hold some of these ids.
+			return fmt.Errorf("enqueueing: %w", store.ErrNotFound)
+		}
 		r.envs[i] = *e
 		r.envs[i].ServerTime = dbTime(e.ServerTime)
 		r.size += len(e.Body)
