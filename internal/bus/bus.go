@@ -76,6 +76,9 @@ type Options struct {
 	// CredentialsFile is a NATS .creds file (user JWT and nkey seed), if the server
 	// requires one. User and password can also be given in the URL.
 	CredentialsFile string
+	// CAFile is a PEM file of the CA that signed the NATS server's certificate, for a
+	// tls:// URL with a private CA (a public one needs nothing).
+	CAFile string
 	// PollInterval is how often local subscribers are woken while NATS is down. A
 	// negative value disables polling (tests).
 	PollInterval time.Duration
@@ -174,6 +177,9 @@ func Connect(url string, opts Options) (*NATS, error) {
 	}
 	if opts.CredentialsFile != "" {
 		nopts = append(nopts, nats.UserCredentials(opts.CredentialsFile))
+	}
+	if opts.CAFile != "" {
+		nopts = append(nopts, nats.RootCAs(opts.CAFile))
 	}
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
