@@ -26,7 +26,14 @@
 // read the store as they would on a real wake-up. On reconnection the node wakes all its
 // subscribers once and, if it had wake-ups to send meanwhile, publishes a resync message
 // that makes every other node do the same, so wake-ups lost during the outage, on either
-// side, cost at most one read per connected device. [Options.OnHealth] reports each change for metrics and logs.
+// side, cost at most one read per connected device. [Options.OnHealth] reports each
+// change, for metrics and logs.
+//
+// One case the above cannot see: a node cut off from NATS while the others are not. Its
+// own devices are polled, but its sends to devices on other nodes reach them only at its
+// resync. So every node also sweeps: it wakes all its subscribers every
+// [Options.SweepInterval] (a minute by default) even when healthy, which bounds how long
+// any lost wake-up, whatever the cause, can delay a delivery.
 //
 // What it protects: the bus carries no sender, no content and no phone number; a message
 // is an empty body on a subject naming the recipient's random account id and device id.
@@ -56,6 +63,9 @@ const (
 	// waits at most this long, and each tick costs one queue read per connected device.
 	DefaultPollInterval  = 2 * time.Second
 	DefaultReconnectWait = 500 * time.Millisecond
+	// DefaultSweepInterval bounds the delay of a lost wake-up at one queue read per
+	// connected device per minute.
+	DefaultSweepInterval = time.Minute
 	// DefaultPingInterval: NATS's two minutes would leave a half-open connection
 	// undetected (and the node not polling) for up to six minutes.
 	DefaultPingInterval = 10 * time.Second
@@ -82,6 +92,9 @@ type Options struct {
 	// PollInterval is how often local subscribers are woken while NATS is down. A
 	// negative value disables polling (tests).
 	PollInterval time.Duration
+	// SweepInterval is how often every local subscriber is woken while NATS is up, as a
+	// backstop for wake-ups lost elsewhere. A negative value disables it (tests).
+	SweepInterval time.Duration
 	// ReconnectWait is the pause between reconnection attempts.
 	ReconnectWait time.Duration
 	// PingInterval is how often the client checks that the server still answers.
@@ -100,6 +113,7 @@ type NATS struct {
 	prefix   string
 	resync   string // subject on which a reconnected node asks everyone to wake all
 	poll     time.Duration
+	sweep    time.Duration
 	onHealth func(bool)
 	nc       *nats.Conn
 	msgs     chan *nats.Msg
@@ -137,6 +151,9 @@ func Connect(url string, opts Options) (*NATS, error) {
 	if opts.PollInterval == 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = DefaultSweepInterval
+	}
 	if opts.ReconnectWait <= 0 {
 		opts.ReconnectWait = DefaultReconnectWait
 	}
@@ -148,6 +165,7 @@ func Connect(url string, opts Options) (*NATS, error) {
 		prefix:   opts.Subject,
 		resync:   opts.Subject + ".resync",
 		poll:     opts.PollInterval,
+		sweep:    opts.SweepInterval,
 		onHealth: opts.OnHealth,
 		msgs:     make(chan *nats.Msg, dispatchBuffer),
 		topics:   make(map[string]*topic),
@@ -335,20 +353,31 @@ func (n *NATS) dispatch() {
 	}
 }
 
-// poller wakes every local subscriber every poll interval while NATS is down.
+// poller wakes every local subscriber every poll interval while NATS is down, and every
+// sweep interval while it is up.
 func (n *NATS) poller() {
 	defer n.wg.Done()
-	if n.poll < 0 {
-		return
+	var pollC, sweepC <-chan time.Time
+	if n.poll > 0 {
+		t := time.NewTicker(n.poll)
+		defer t.Stop()
+		pollC = t.C
 	}
-	t := time.NewTicker(n.poll)
-	defer t.Stop()
+	if n.sweep > 0 {
+		t := time.NewTicker(n.sweep)
+		defer t.Stop()
+		sweepC = t.C
+	}
 	for {
 		select {
 		case <-n.stop:
 			return
-		case <-t.C:
+		case <-pollC:
 			if !n.healthy.Load() {
+				n.wakeAll()
+			}
+		case <-sweepC:
+			if n.healthy.Load() {
 				n.wakeAll()
 			}
 		}

@@ -68,7 +68,7 @@ func (h *health) get() []bool {
 
 func connect(t *testing.T, u string, poll time.Duration, h *health) *NATS {
 	t.Helper()
-	opts := Options{Name: t.Name(), PollInterval: poll, ReconnectWait: 20 * time.Millisecond}
+	opts := Options{Name: t.Name(), PollInterval: poll, SweepInterval: -1, ReconnectWait: 20 * time.Millisecond}
 	if h != nil {
 		opts.OnHealth = h.record
 	}
@@ -316,5 +316,23 @@ func TestClose(t *testing.T) {
 	}
 	if err := n.Close(); err != nil {
 		t.Errorf("Close() twice = %v", err)
+	}
+}
+
+// TestSweep: while healthy, every local subscriber is still woken every sweep interval,
+// the backstop for a wake-up lost elsewhere.
+func TestSweep(t *testing.T) {
+	srv := startServer(t, -1)
+	n, err := Connect(url(srv), Options{PollInterval: -1, SweepInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("Connect() = %v", err)
+	}
+	defer n.Close()
+	d := newDevice()
+	c := newCounter()
+	defer n.Subscribe(d.account, d.id, c.wake)()
+	c.waitAtLeast(t, 3, "sweeps while healthy")
+	if !n.Healthy() {
+		t.Errorf("Healthy() = false during the sweeps, want true")
 	}
 }
