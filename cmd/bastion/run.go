@@ -39,6 +39,9 @@ Commands:
   safety-number +PHONE   show the safety number to compare with PHONE's owner
   trust +PHONE           accept PHONE's new identity key after comparing safety numbers
   whoami                 show this profile's number, account and server
+  kt status|monitor      the key transparency log as verified; report devices or keys
+                         of this account that this device did not add
+  audit --server URL     replay a server's whole key transparency log (no account needed)
   help [command]         show this help, or a command's
 
 Global flags (also accepted after the command):
