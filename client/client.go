@@ -149,6 +149,15 @@ func (c *Client) loadAccount(ctx context.Context) error {
 	return nil
 }
 
+// SetPassphrase protects the profile's private keys with passphrase from now on (an
+// empty one removes the protection). The profile key itself does not change, so nothing
+// else is re-encrypted; the old wrapped key is overwritten in place.
+func (c *Client) SetPassphrase(ctx context.Context, passphrase []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inTx(ctx, func(tx *sql.Tx) error { return writeKey(ctx, tx, c.seal.key, passphrase) })
+}
+
 // Whoami returns the profile's account, or [ErrNotRegistered].
 func (c *Client) Whoami(context.Context) (Account, error) {
 	c.mu.Lock()

@@ -225,6 +225,26 @@ func TestPassphraseAndModes(t *testing.T) {
 	if err != nil || got.AccountID != acct.AccountID || got.Number != "+14155550131" {
 		t.Errorf("Whoami() = %+v, %v; want %+v", got, err, acct)
 	}
+
+	// Removing the passphrase: the profile opens without one, and its keys still work.
+	if err := c.SetPassphrase(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if c, err := client.Open(ctx, dir, client.Options{Passphrase: pass}); !errors.Is(err, client.ErrNoPassphraseSet) {
+		if c != nil {
+			c.Close()
+		}
+		t.Errorf("Open(old passphrase) after removing it = %v, want ErrNoPassphraseSet", err)
+	}
+	c, err = client.Open(ctx, dir, client.Options{})
+	if err != nil {
+		t.Fatalf("Open(no passphrase) after removing it = %v", err)
+	}
+	defer c.Close()
+	if _, err := c.Receive(ctx); err != nil {
+		t.Errorf("Receive() after removing the passphrase = %v", err)
+	}
 }
 
 // A contact who re-registered writes first: the message is shown, marked as coming

@@ -96,7 +96,10 @@ func (p kdfParams) derive(passphrase []byte) []byte {
 // Nonces are random: 96 bits are safe for far more than the 2^32 encryptions a profile
 // will ever make under one key. The associated data names the table, column and row, so
 // a ciphertext moved to another row does not decrypt.
-type sealer struct{ aead cipher.AEAD }
+type sealer struct {
+	aead cipher.AEAD
+	key  []byte // kept to rewrap it under a new passphrase
+}
 
 func newSealer(key []byte) (*sealer, error) {
 	b, err := aes.NewCipher(key)
@@ -107,7 +110,7 @@ func newSealer(key []byte) (*sealer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sealer{aead: a}, nil
+	return &sealer{aead: a, key: key}, nil
 }
 
 func (s *sealer) seal(plaintext []byte, where string) []byte {
@@ -174,6 +177,7 @@ func migrate(ctx context.Context, db *sql.DB, passphrase []byte) (*sealer, error
 	}
 	defer tx.Rollback()
 	var v int
+	var key []byte
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return nil, fmt.Errorf("reading profile version: %w", err)
 	}
@@ -185,17 +189,17 @@ func migrate(ctx context.Context, db *sql.DB, passphrase []byte) (*sealer, error
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
 			return nil, fmt.Errorf("creating profile schema: %w", err)
 		}
-		key := make([]byte, 32)
+		key = make([]byte, 32)
 		rand.Read(key)
 		if err := writeKey(ctx, tx, key, passphrase); err != nil {
 			return nil, err
 		}
 	case v > schemaVersion:
 		return nil, fmt.Errorf("profile schema %d is newer than this program (%d)", v, schemaVersion)
-	}
-	key, err := readKey(ctx, tx, passphrase)
-	if err != nil {
-		return nil, err
+	default:
+		if key, err = readKey(ctx, tx, passphrase); err != nil {
+			return nil, err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("opening profile: %w", err)
