@@ -111,10 +111,10 @@ func (c *Cipher) Encrypt(ctx context.Context, remote Address, plaintext []byte, 
 	if rec == nil || !rec.HasCurrentState() {
 		return nil, fmt.Errorf("encrypting: %w", ErrNoSession)
 	}
-	st := rec.current
-	if p := st.PendingPreKey; p != nil && p.Timestamp+maxUnacknowledgedAgeSeconds < uint64(max(now.Unix(), 0)) {
+	if !rec.HasUsableSenderChain(now) {
 		return nil, fmt.Errorf("encrypting: unanswered session is stale: %w", ErrNoSession)
 	}
+	st := rec.current
 	// checkState has validated every key below when the record was decoded or built.
 	local, err1 := curve.NewPublicKey(st.LocalIdentityPublic)
 	theirs, err2 := curve.NewPublicKey(st.RemoteIdentityPublic)

@@ -409,6 +409,18 @@ func TestStaleUnacknowledgedSession(t *testing.T) {
 	if _, err := alice.cipher.Encrypt(ctx, bob.addr, []byte("x"), now.Add(31*24*time.Hour)); !errors.Is(err, protocol.ErrNoSession) {
 		t.Errorf("Encrypt after 31 days = %v, want ErrNoSession", err)
 	}
+	rec, err := alice.store.LoadSession(ctx, bob.addr)
+	if err != nil || rec == nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		after time.Duration
+		want  bool
+	}{{29 * 24 * time.Hour, true}, {31 * 24 * time.Hour, false}} {
+		if got := rec.HasUsableSenderChain(now.Add(tt.after)); got != tt.want {
+			t.Errorf("HasUsableSenderChain(+%v) = %v, want %v", tt.after, got, tt.want)
+		}
+	}
 }
 
 func TestNoSession(t *testing.T) {

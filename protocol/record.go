@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"fmt"
+	"time"
 
 	"github.com/bastionchat/bastion/protocol/curve"
 	"github.com/bastionchat/bastion/protocol/internal/primitives"
@@ -56,6 +57,17 @@ func (r *SessionRecord) Clone() *SessionRecord {
 // HasCurrentState reports whether the record has a current session state.
 func (r *SessionRecord) HasCurrentState() bool {
 	return r.current != nil && r.current.SenderChain != nil
+}
+
+// HasUsableSenderChain reports whether [Cipher.Encrypt] can use the record at now: it
+// has a current state with a sending chain, and that state is not an unanswered
+// PreKey session older than 30 days. When it is false, fetch a new bundle.
+func (r *SessionRecord) HasUsableSenderChain(now time.Time) bool {
+	if !r.HasCurrentState() {
+		return false
+	}
+	p := r.current.PendingPreKey
+	return p == nil || p.Timestamp+maxUnacknowledgedAgeSeconds >= uint64(max(now.Unix(), 0))
 }
 
 // RemoteRegistrationID returns the peer's registration id in the current state.
