@@ -590,3 +590,101 @@ func (c *Conn) Raw() net.Conn { return c.c }
 
 // Close closes the connection without a close frame.
 func (c *Conn) Close() error { return c.c.Close() }
+
+// WSSender sends over a device's WebSocket (the "send" frame) and pairs each
+// send_result with its send. Envelopes delivered to the device are acked and dropped.
+type WSSender struct {
+	c      *Conn
+	mu     sync.Mutex
+	nextID uint64
+	wait   map[uint64]chan api.Frame
+	err    error
+}
+
+// DialSender opens d's WebSocket for sending.
+func (s *Server) DialSender(ctx context.Context, d *Device) (*WSSender, error) {
+	c, err := s.Dial(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	w := &WSSender{c: c, wait: make(map[uint64]chan api.Frame)}
+	go w.read()
+	return w, nil
+}
+
+func (w *WSSender) read() {
+	for {
+		f, err := w.c.Next(time.Time{})
+		if err != nil {
+			w.mu.Lock()
+			w.err = err
+			for id, ch := range w.wait {
+				close(ch)
+				delete(w.wait, id)
+			}
+			w.mu.Unlock()
+			return
+		}
+		switch f.Type {
+		case api.FrameSendResult:
+			w.mu.Lock()
+			ch := w.wait[f.RequestID]
+			delete(w.wait, f.RequestID)
+			w.mu.Unlock()
+			if ch != nil {
+				ch <- f
+			}
+		case api.FrameEnvelopes:
+			ids := make([]uuid.UUID, len(f.Envelopes))
+			for i, e := range f.Envelopes {
+				ids[i] = e.ID
+			}
+			w.c.Ack(ids)
+		}
+	}
+}
+
+// Send sends one envelope to device to and waits for the server's answer.
+func (w *WSSender) Send(ctx context.Context, to *Device, id uuid.UUID, body []byte) error {
+	ch := make(chan api.Frame, 1)
+	w.mu.Lock()
+	if w.err != nil {
+		w.mu.Unlock()
+		return w.err
+	}
+	w.nextID++
+	rid := w.nextID
+	w.wait[rid] = ch
+	w.mu.Unlock()
+	dest := to.Account
+	err := w.c.WriteFrame(api.Frame{Type: api.FrameSend, RequestID: rid, Destination: &dest,
+		Messages: []api.OutgoingEnvelope{{DeviceID: to.ID, RegistrationID: to.RegID, ID: id, Body: body}}})
+	if err != nil {
+		w.mu.Lock()
+		delete(w.wait, rid)
+		w.mu.Unlock()
+		return err
+	}
+	select {
+	case f, ok := <-ch:
+		if !ok {
+			return errors.New("connection lost before the answer")
+		}
+		if f.Status != http.StatusOK {
+			e := &StatusError{Status: f.Status}
+			if f.Error != nil {
+				e.Body = *f.Error
+			}
+			return e
+		}
+		return nil
+	case <-ctx.Done():
+		w.mu.Lock()
+		delete(w.wait, rid)
+		w.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// Close closes the connection.
+func (w *WSSender) Close() error { return w.c.Close() }

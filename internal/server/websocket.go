@@ -435,7 +435,12 @@ func (c *wsConn) drain() {
 				c.close(0, "")
 				return
 			}
-			continue
+			if len(envs) == min(room, wsBatch) {
+				continue // maybe more
+			}
+			// A short read reached the end of the queue: no need to read it again to see
+			// it empty. Anything enqueued since was notified after its commit, so it
+			// either set dirty (checked below) or will start a drain of its own.
 		}
 		c.mu.Lock()
 		if c.dirty {
