@@ -69,13 +69,17 @@ func (c *Client) Receive(ctx context.Context) ([]Message, error) {
 }
 
 // Listen streams messages to handle until ctx is done, reconnecting (with backoff) when
-// the connection drops. Each message is stored before it is acknowledged and handed to
+// the connection drops; it fails at once with [ErrUnreachable] if the server cannot be
+// reached when it starts. Each message is stored before it is acknowledged and handed to
 // handle after; an error from handle stops Listen. It returns nil when ctx is done.
 func (c *Client) Listen(ctx context.Context, handle func(Message) error) error {
 	if err := c.checkRegistered(); err != nil {
 		return err
 	}
 	if err := c.Maintain(ctx); err != nil && ctx.Err() == nil {
+		if errors.Is(err, ErrUnreachable) {
+			return err // the server is not there at all: say so rather than wait
+		}
 		c.log.Debug("maintenance failed", "err", err)
 	}
 	onStored := func() error {
