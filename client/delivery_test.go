@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,8 @@ type sendRecorder struct {
 	mu     sync.Mutex
 	target string // account id whose sends are recorded
 	fail   []byte // JSON api.Error body for the first send, 409; nil passes it on
+	// lose: the next send is passed on, but its answer is lost (the connection drops).
+	lose bool
 	sends  []recordedSend
 	next   http.Handler
 }
@@ -49,8 +52,8 @@ func (s *sendRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.sends = append(s.sends, rec)
-	fail := s.fail
-	s.fail = nil
+	fail, lose := s.fail, s.lose
+	s.fail, s.lose = nil, false
 	s.mu.Unlock()
 	if fail != nil {
 		w.Header().Set("Content-Type", "application/json")
@@ -59,6 +62,14 @@ func (s *sendRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
+	if lose {
+		s.next.ServeHTTP(httptest.NewRecorder(), r)
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		return
+	}
 	s.next.ServeHTTP(w, r)
 }
 
@@ -122,6 +133,35 @@ func TestSendRetryKeepsEnvelopeIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got, want := receiveTexts(t, bob), []string{"next"}; !equal(got, want) {
+		t.Errorf("bob.Receive() = %q, want %q", got, want)
+	}
+}
+
+// A send whose answer is lost is repeated with the same bytes; the server queues it once.
+func TestSendRepeatedAfterLostAnswer(t *testing.T) {
+	rec := &sendRecorder{}
+	s, err := newServerWith(func(h http.Handler) http.Handler { rec.next = h; return rec })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	alice, _ := register(t, s, "+14155550191", nil)
+	bob, _ := register(t, s, "+14155550192", nil)
+	bobAcct, _ := bob.Whoami(ctx)
+	rec.mu.Lock()
+	rec.target, rec.lose = bobAcct.AccountID.String(), true
+	rec.mu.Unlock()
+	if _, err := alice.Send(ctx, "+14155550192", "said once"); err != nil {
+		t.Fatalf("Send() with a lost answer = %v, want success on the repeat", err)
+	}
+	rec.mu.Lock()
+	sends := append([]recordedSend(nil), rec.sends...)
+	rec.mu.Unlock()
+	if len(sends) != 2 || !bytes.Equal(sends[0].body, sends[1].body) {
+		t.Fatalf("recorded %d sends, want 2 with the same bytes", len(sends))
+	}
+	if got, want := receiveTexts(t, bob), []string{"said once"}; !equal(got, want) {
 		t.Errorf("bob.Receive() = %q, want %q", got, want)
 	}
 }

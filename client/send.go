@@ -148,7 +148,7 @@ func (c *Client) sendTo(ctx context.Context, account uuid.UUID, number string, p
 			return 0, time.Time{}, err
 		}
 		var resp api.SendResponse
-		err = c.api.do(ctx, "PUT", "/v1/messages/"+name, c.cred(), req, &resp)
+		err = c.put(ctx, name, req, &resp)
 		if err == nil {
 			c.log.Debug("sent", "devices", len(req.Messages), "attempts", attempt+1)
 			return len(req.Messages), time.UnixMilli(resp.ServerTime), nil
@@ -185,6 +185,28 @@ func (c *Client) sendTo(ctx context.Context, account uuid.UUID, number string, p
 		c.log.Debug("device list corrected", "missing", len(ae.Body.MissingDevices),
 			"extra", len(ae.Body.ExtraDevices), "stale", len(ae.Body.StaleDevices))
 	}
+}
+
+// put sends req, and sends the very same bytes again when the connection fails before
+// an answer: the first attempt may have been queued, and a repeat with the same envelope
+// ids is a no-op on the server while it is queued and dropped by the recipient after.
+func (c *Client) put(ctx context.Context, account string, req api.SendRequest, resp *api.SendResponse) error {
+	var err error
+	for i, wait := range []time.Duration{0, 250 * time.Millisecond, time.Second} {
+		if i > 0 {
+			c.log.Debug("send interrupted, repeating it", "attempt", i+1)
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(wait):
+			}
+		}
+		err = c.api.do(ctx, "PUT", "/v1/messages/"+account, c.cred(), req, resp)
+		if !errors.Is(err, ErrUnreachable) {
+			return err
+		}
+	}
+	return err
 }
 
 // encryptAll encrypts padded once per device in one transaction, so the ratchet steps
