@@ -24,9 +24,9 @@ type sendRecorder struct {
 	target string // account id whose sends are recorded
 	fail   []byte // JSON api.Error body for the first send, 409; nil passes it on
 	// lose: the next send is passed on, but its answer is lost (the connection drops).
-	lose bool
-	sends  []recordedSend
-	next   http.Handler
+	lose  bool
+	sends []recordedSend
+	next  http.Handler
 }
 
 type recordedSend struct {
