@@ -55,3 +55,17 @@ type KTLookup struct {
 	LogIndex int64  `json:"log_index"`
 	Entry    []byte `json:"entry"`
 }
+
+// KTAccount is the answer to GET /v1/kt/account/{account} (auth): the current binding
+// of every device of an account, without the prekeys a bundle would consume. A client
+// checks a contact's changed identity key with it before trusting it.
+type KTAccount struct {
+	IdentityKey []byte            `json:"identity_key"`
+	Devices     []KTDeviceBinding `json:"devices"`
+}
+
+// KTDeviceBinding is one device's binding in [KTAccount].
+type KTDeviceBinding struct {
+	DeviceID uint32 `json:"device_id"`
+	KTBinding
+}

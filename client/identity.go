@@ -131,8 +131,12 @@ func (c *Client) Trust(ctx context.Context, number string) error {
 	if err := c.requireAccount(); err != nil {
 		return err
 	}
-	id, _, err := c.contactIdentity(ctx, number)
+	id, row, err := c.contactIdentity(ctx, number)
 	if err != nil {
+		return err
+	}
+	// A key the server did not log is refused even when the user says yes (kt.go).
+	if err := c.ktVerifyAccountKey(ctx, id, row.key.Bytes()); err != nil {
 		return err
 	}
 	_, err = c.db.ExecContext(ctx, "UPDATE identities SET trusted = 1, changed = 0, updated_ms = ? WHERE account = ?",

@@ -643,3 +643,24 @@ func (c *Client) KTMonitor(ctx context.Context) ([]KTAlert, error) {
 	}
 	return found, nil
 }
+
+// ktVerifyAccountKey checks that key is the identity key the log binds every device of
+// account to, before the profile trusts it (a contact's changed key, say). c.mu is held.
+func (c *Client) ktVerifyAccountKey(ctx context.Context, account uuid.UUID, key []byte) error {
+	var ka api.KTAccount
+	if err := c.api.do(ctx, "GET", "/v1/kt/account/"+account.String(), c.cred(), nil, &ka); err != nil {
+		return fmt.Errorf("fetching the contact's log entries: %w", err)
+	}
+	if !bytes.Equal(ka.IdentityKey, key) {
+		return fmt.Errorf("%w: the contact's current key is not the one this profile holds for them; receive their newest message first", ErrKeyTransparency)
+	}
+	if len(ka.Devices) == 0 {
+		return fmt.Errorf("%w: the contact has no device in the log", ErrKeyTransparency)
+	}
+	br := api.BundleResponse{IdentityKey: ka.IdentityKey}
+	for _, d := range ka.Devices {
+		b := d.KTBinding
+		br.Devices = append(br.Devices, api.DeviceBundle{DeviceID: d.DeviceID, KT: &b})
+	}
+	return c.ktVerifyBundle(ctx, account, &br)
+}

@@ -532,3 +532,59 @@ func TestAudit(t *testing.T) {
 		t.Errorf("Audit() of the honest log after the cases = %v", err)
 	}
 }
+
+// A contact's changed key is trusted only if the log holds it: Bob re-registers, Alice
+// sees the change, and her Trust checks the new key against the log first.
+func TestKTTrustChecksTheLog(t *testing.T) {
+	ctx := context.Background()
+	s := newKTServer(t)
+	alice := s.profile("alice", "+14155550951")
+	bob := s.profile("bob", "+14155550952")
+	if _, err := alice.Send(ctx, "+14155550952", "hi"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bob2 := s.profile("bob2", "+14155550952") // Bob re-registers: a new identity key
+	bobID := whoami(t, bob2).AccountID
+	if _, err := bob2.Send(ctx, "+14155550951", "new phone"); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := alice.Receive(ctx)
+	if err != nil || len(msgs) != 1 || !msgs[0].SafetyNumberChanged {
+		t.Fatalf("alice.Receive() = %+v, %v; want one message with a changed safety number", msgs, err)
+	}
+
+	// The server hides the new key's log entry: Alice's yes is not enough.
+	s.tamper("alice", func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != "/v1/kt/account/"+bobID.String() {
+			return false
+		}
+		rec := httptest.NewRecorder()
+		s.handler.ServeHTTP(rec, r)
+		var ka api.KTAccount
+		json.Unmarshal(rec.Body.Bytes(), &ka)
+		for i := range ka.Devices {
+			ka.Devices[i].LogIndex-- // the entry before: bob's old binding
+		}
+		json.NewEncoder(w).Encode(ka)
+		return true
+	})
+	err = alice.Trust(ctx, "+14155550952")
+	if !errors.Is(err, client.ErrKeyTransparency) {
+		t.Fatalf("Trust() with the entry misplaced = %v, want ErrKeyTransparency", err)
+	}
+	t.Logf("alert shown to Alice: %v", err)
+	if _, err := alice.Send(ctx, "+14155550952", "still untrusted?"); !errors.Is(err, client.ErrUntrustedIdentity) {
+		t.Fatalf("Send() after a refused Trust = %v, want ErrUntrustedIdentity", err)
+	}
+
+	s.tamper("alice", nil)
+	if err := alice.Trust(ctx, "+14155550952"); err != nil {
+		t.Fatalf("Trust() through the honest server = %v", err)
+	}
+	if _, err := alice.Send(ctx, "+14155550952", "welcome back"); err != nil {
+		t.Fatalf("Send() after Trust = %v", err)
+	}
+}

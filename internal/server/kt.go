@@ -457,6 +457,37 @@ func (s *Server) ktRoutes(m *http.ServeMux) {
 	m.Handle("GET /v1/kt/consistency", h(s.ktConsistency))
 	m.Handle("GET /v1/kt/entries", h(s.ktEntries))
 	m.Handle("GET /v1/kt/tile/{path...}", h(s.ktTile))
+	m.Handle("GET /v1/kt/account/{account}", h(s.authed(s.ktAccount)))
+}
+
+// ktAccount answers an account's current device bindings: what a client needs to check
+// a contact's identity key without fetching (and consuming) a bundle.
+func (s *Server) ktAccount(w http.ResponseWriter, r *http.Request, _ device) error {
+	target, err := uuid.Parse(r.PathValue("account"))
+	if err != nil {
+		return badRequest("account is not a UUID")
+	}
+	acct, err := s.store.Account(r.Context(), target)
+	if errors.Is(err, store.ErrNotFound) {
+		return errNoAccount
+	}
+	if err != nil {
+		return fmt.Errorf("loading account: %w", err)
+	}
+	devs, err := s.store.Devices(r.Context(), target)
+	if err != nil {
+		return fmt.Errorf("listing devices: %w", err)
+	}
+	resp := api.KTAccount{IdentityKey: acct.IdentityKey, Devices: []api.KTDeviceBinding{}}
+	for _, d := range devs {
+		b, err := s.kt.deviceBinding(r.Context(), target, d.ID, acct.IdentityKey)
+		if err != nil {
+			return err
+		}
+		resp.Devices = append(resp.Devices, api.KTDeviceBinding{DeviceID: d.ID, KTBinding: *b})
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
 }
 
 // immutable marks an answer that can never change (entries, proofs between fixed sizes,

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -193,6 +194,16 @@ func TestKTRegistrationIsLogged(t *testing.T) {
 	if !bytes.Equal(db.IdentityKey[:], bob2.ik.PublicKey().Bytes()) {
 		t.Errorf("re-registered binding holds the old identity key")
 	}
+
+	// The account's bindings without a bundle: the same entry.
+	r = h.do("GET", "/v1/kt/account/"+bob.account.String(), nil, alice)
+	h.want(r, 200, "", "GET /v1/kt/account")
+	ka := decodeBody[api.KTAccount](t, r)
+	if len(ka.Devices) != 1 || ka.Devices[0].DeviceID != 1 || ka.Devices[0].LogIndex != second.LogIndex || !bytes.Equal(ka.Devices[0].Entry, second.Entry) {
+		t.Errorf("GET /v1/kt/account = %s, want device 1 at %d", r.body, second.LogIndex)
+	}
+	h.want(h.do("GET", "/v1/kt/account/"+bob.account.String(), nil, nil), 401, "", "GET /v1/kt/account without credentials")
+	h.want(h.do("GET", "/v1/kt/account/"+uuid.NewString(), nil, alice), 404, "", "GET /v1/kt/account of no account")
 }
 
 // TestKTDevices drives the store's device changes (no endpoint adds devices yet) and the
