@@ -157,6 +157,13 @@ func NewPrivateKey(b []byte) (*PrivateKey, error) {
 	return k, nil
 }
 
+// Format prints a placeholder for every verb, so that a private key inside a struct
+// printed with %v or %#v, or a log line, never shows its bytes. It is deliberately not a
+// String method: nothing should turn a private key into text.
+func (k *PrivateKey) Format(f fmt.State, verb rune) { io.WriteString(f, "curve.PrivateKey(redacted)") }
+
+var _ fmt.Formatter = (*PrivateKey)(nil)
+
 // Bytes returns a copy of the 32-byte clamped private key.
 func (k *PrivateKey) Bytes() []byte { return append([]byte(nil), k.k[:]...) }
 

@@ -3,7 +3,9 @@ package curve
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -247,5 +249,22 @@ func BenchmarkAgree(b *testing.B) {
 	o, _ := GeneratePrivateKey(nil)
 	for b.Loop() {
 		k.Agree(o.PublicKey())
+	}
+}
+
+func TestPrivateKeyNeverPrinted(t *testing.T) {
+	k, _ := NewPrivateKey(bytes.Repeat([]byte{0x42}, 32))
+	secretHex := hex.EncodeToString(k.Bytes())
+	type holder struct{ Key *PrivateKey }
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%q", "%d"} {
+		for _, v := range []any{k, holder{k}, []*PrivateKey{k}} {
+			out := fmt.Sprintf(verb, v)
+			if strings.Contains(out, secretHex) || strings.Contains(out, "66 66") || strings.Contains(out, "0x42") || strings.Contains(out, "[66") {
+				t.Errorf("Sprintf(%s, %T) = %q, shows key material", verb, v, out)
+			}
+			if !strings.Contains(out, "redacted") {
+				t.Errorf("Sprintf(%s, %T) = %q, want the redacted placeholder", verb, v, out)
+			}
+		}
 	}
 }
