@@ -2,18 +2,20 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
-	"net/http/httptest"
-	"os"
+	"encoding/json"
+	"fmt"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
-
-	"github.com/bastionchat/bastion/internal/server"
-	"github.com/bastionchat/bastion/internal/store/sqlite"
 )
 
 func TestMain(m *testing.M) {
@@ -21,15 +23,19 @@ func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){"bastion": main})
 }
 
-// TestScripts runs testdata/*.txtar. Each script gets its own server: bastiond's request
-// handler (internal/server) over the real SQLite store in the script's work directory,
-// on a loopback port exported as BASTION_SERVER. The binary's own main (flags, Run,
-// listening) is exercised by internal/e2e; here the server runs in the test process so
-// that the scripts can read its development codes with the devcode command.
+// TestScripts runs testdata/*.txtar. Each script gets its own real bastiond: the binary,
+// built once here, serving on a loopback port it picks (exported as BASTION_SERVER)
+// from a data directory in the script's work directory, its development SMS console
+// read by the devcode command.
 func TestScripts(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "bastiond")
+	build := exec.Command("go", "build", "-o", bin, "github.com/bastionchat/bastion/cmd/bastiond")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building bastiond: %v\n%s", err, out)
+	}
 	testscript.Run(t, testscript.Params{
 		Dir:   "testdata",
-		Setup: setupServer,
+		Setup: func(env *testscript.Env) error { return startServer(env, bin) },
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
 			"devcode":    cmdDevcode,
 			"samedigits": cmdSameDigits,
@@ -37,58 +43,69 @@ func TestScripts(t *testing.T) {
 	})
 }
 
-type codeSMS struct {
-	mu    sync.Mutex
-	codes map[string]string
+// lockedBuffer collects a process's output while it runs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
 }
 
-func (c *codeSMS) SendCode(_ context.Context, number, code string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.codes[number] = code
-	return nil
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
 }
 
-func (c *codeSMS) code(number string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.codes[number]
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
-func setupServer(env *testscript.Env) error {
-	dir := filepath.Join(env.WorkDir, ".server")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+// startServer runs bastiond for one script and stops it (SIGTERM) when the script ends.
+// Rate limits are raised: every request comes from 127.0.0.1.
+func startServer(env *testscript.Env, bin string) error {
+	logOut, console := &lockedBuffer{}, &lockedBuffer{}
+	cmd := exec.Command(bin, "serve", "--data", filepath.Join(env.WorkDir, ".server"), "--listen", "127.0.0.1:0",
+		"--rate-verify-ip", "1000/1h", "--rate-verify-prefix", "1000/1h", "--rate-verify-number", "1000/1h")
+	cmd.Stdout, cmd.Stderr = logOut, console
+	if err := cmd.Start(); err != nil {
 		return err
 	}
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "bastion.db"), nil)
-	if err != nil {
-		return err
-	}
-	cfg := server.DefaultConfig()
-	cfg.DataDir = dir
-	l := &cfg.Limits
-	// Every request comes from 127.0.0.1.
-	l.VerifyPerIP.N, l.VerifyPerPrefix.N, l.VerifyPerNumber.N = 1000, 1000, 1000
-	sms := &codeSMS{codes: map[string]string{}}
-	srv, err := server.New(cfg, server.Options{Store: st, SMS: sms})
-	if err != nil {
-		st.Close()
-		return err
-	}
-	ts := httptest.NewServer(srv.Handler())
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
 	env.Defer(func() {
-		ts.CloseClientConnections()
-		ts.Close()
-		st.Close()
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
 	})
-	env.Setenv("BASTION_SERVER", ts.URL)
-	env.Setenv("BASTION_PROFILE", filepath.Join(env.WorkDir, "default-profile"))
-	env.Values["sms"] = sms
-	return nil
+	// bastiond logs the address it bound as {"msg":"serving","listen":"127.0.0.1:N"}.
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		for _, line := range strings.Split(logOut.String(), "\n") {
+			var l struct{ Msg, Listen string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "serving" {
+				env.Setenv("BASTION_SERVER", "http://"+l.Listen)
+				env.Setenv("BASTION_PROFILE", filepath.Join(env.WorkDir, "default-profile"))
+				env.Values["console"] = console
+				return nil
+			}
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("bastiond exited:\n%s%s", logOut, console)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bastiond did not log its address:\n%s", logOut)
+		}
+	}
 }
 
-// devcode +PHONE VAR sets $VAR to the last verification code sent to PHONE;
-// "devcode -wrong +PHONE VAR" to a code that is not it.
+// devcode +PHONE VAR sets $VAR to the last verification code bastiond printed for
+// PHONE; "devcode -wrong +PHONE VAR" to a code that is not it.
 func cmdDevcode(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		ts.Fatalf("unsupported: ! devcode")
@@ -100,10 +117,12 @@ func cmdDevcode(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 {
 		ts.Fatalf("usage: devcode [-wrong] +PHONE VAR")
 	}
-	code := ts.Value("sms").(*codeSMS).code(args[0])
-	if code == "" {
-		ts.Fatalf("no code was sent to %s", args[0])
+	re := regexp.MustCompile(`verification code for ` + regexp.QuoteMeta(args[0]) + `: (\d{6})`)
+	m := re.FindAllStringSubmatch(ts.Value("console").(*lockedBuffer).String(), -1)
+	if len(m) == 0 {
+		ts.Fatalf("bastiond printed no code for %s", args[0])
 	}
+	code := m[len(m)-1][1]
 	if wrong {
 		if code == "000000" {
 			code = "111111"
@@ -145,4 +164,24 @@ func safetyLine(ts *testscript.TestScript, file string) string {
 		}
 	}
 	return ""
+}
+
+// codeSMS is an SMS provider for tests that run the server in process: it hands the
+// codes to the test.
+type codeSMS struct {
+	mu    sync.Mutex
+	codes map[string]string
+}
+
+func (c *codeSMS) SendCode(_ context.Context, number, code string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.codes[number] = code
+	return nil
+}
+
+func (c *codeSMS) code(number string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.codes[number]
 }
