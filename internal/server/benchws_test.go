@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bastionchat/bastion/api"
+	"github.com/bastionchat/bastion/internal/store"
 )
 
 // rw reads from a connection's buffered reader and writes (pongs) to the connection.
@@ -118,4 +120,46 @@ func BenchmarkWebSocketPipeline(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkDrain measures a reconnecting device's drain of an offline queue: b.N
+// envelopes queued in the store, then pushed, acked and deleted over one WebSocket.
+//
+//	go test -run '^$' -bench Drain -benchtime 50000x ./internal/server
+func BenchmarkDrain(b *testing.B) {
+	h := newHarness(b, nil)
+	bob := h.register("+14155557300", 0)
+	body := make([]byte, 256)
+	for k := 0; k < b.N; k += 500 {
+		envs := make([]*store.Envelope, 0, 500)
+		for range min(500, b.N-k) {
+			envs = append(envs, &store.Envelope{ID: uuid.New(), Account: bob.account, Device: 1, ServerTime: h.clock.Now(), Body: body})
+		}
+		if err := h.st.Enqueue(context.Background(), envs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	w := h.dial(bob)
+	got := 0
+	for got < b.N {
+		w.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		p, err := wsutil.ReadServerText(rw{w.r, w.conn})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var f api.Frame
+		json.Unmarshal(p, &f)
+		ids := make([]uuid.UUID, len(f.Envelopes))
+		for i, e := range f.Envelopes {
+			ids[i] = e.ID
+		}
+		got += len(ids)
+		if len(ids) > 0 {
+			q, _ := json.Marshal(api.Frame{Type: api.FrameAck, IDs: ids})
+			wsutil.WriteClientText(w.conn, q)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "envelopes/s")
 }

@@ -43,6 +43,8 @@ const (
 	// wsMaxSends bounds send frames waiting for their commit per connection: enough to
 	// fill a group commit from one busy client, and a bound on the goroutines it costs.
 	wsMaxSends = 64
+	// wsMaxAcks bounds ack deletes waiting for their commit per connection.
+	wsMaxAcks = 8
 )
 
 type wsConn struct {
@@ -68,6 +70,8 @@ type wsConn struct {
 	unsub     func()
 
 	sends chan struct{} // send frames in progress; made on the first send (reader only)
+	acks  chan struct{} // ack deletes in progress; made on the first ack (reader only)
+	ackWG sync.WaitGroup
 }
 
 func (s *Server) websocket(w http.ResponseWriter, r *http.Request, d device) error {
@@ -127,6 +131,7 @@ func (c *wsConn) run() {
 	c.mu.Unlock()
 	c.kick()
 	code, reason := c.readLoop()
+	c.ackWG.Wait()
 	c.close(code, reason)
 }
 
@@ -307,12 +312,29 @@ func (c *wsConn) handle(p []byte) (ws.StatusCode, string) {
 	if len(f.IDs) == 0 {
 		return 0, ""
 	}
-	if err := c.s.store.Ack(c.ctx, c.account, c.device, f.IDs); err != nil {
-		if c.ctx.Err() == nil {
-			c.s.log.Error("ack failed", "err", err)
-		}
-		return ws.StatusInternalServerError, "internal error"
+	// The delete runs beside the reader, so that the acks of several frames (and of
+	// other devices) share one group commit instead of each waiting for its own fsync.
+	// The window reopens at once: envelopes after the cursor are never resent on this
+	// connection, acked or not. Until the delete commits, a crash redelivers them on the
+	// next connection (at least once); run waits for these deletes before the
+	// connection ends, so a device that acks and reconnects finds them gone.
+	if c.acks == nil {
+		c.acks = make(chan struct{}, wsMaxAcks) // only the reader goroutine touches the field
 	}
+	select {
+	case c.acks <- struct{}{}:
+	case <-c.ctx.Done():
+		return 0, ""
+	}
+	c.ackWG.Add(1)
+	go func() {
+		defer c.ackWG.Done()
+		defer func() { <-c.acks }()
+		if err := c.s.store.Ack(context.WithoutCancel(c.ctx), c.account, c.device, f.IDs); err != nil {
+			c.s.log.Error("ack failed", "err", err)
+			c.close(ws.StatusInternalServerError, "internal error")
+		}
+	}()
 	n := 0
 	c.mu.Lock()
 	for _, id := range f.IDs {
