@@ -313,6 +313,7 @@ func TestTwoUsersChat(t *testing.T) {
 		"e2e-secret-2: hi Alice, got it",
 		"e2e-secret-3: streamed while Alice listens",
 		"e2e-secret-4: to Bob's new device, after Alice trusted it",
+		"e2e-secret-5: sent by Alice while her listen runs on the same profile",
 	}
 
 	// Bob is offline: the message waits in his queue until he receives.
@@ -334,7 +335,12 @@ func TestTwoUsersChat(t *testing.T) {
 	if m := l.next(t); m.Text != sent[2] {
 		t.Errorf("alice listen printed %+v, want %q", m, sent[2])
 	}
+	// The same profile, used by a second process while the first listens.
+	alice.ok("send", bob.number, sent[4])
 	l.stop(t)
+	if got := bob.receive(); !sameTexts(got, sent[4]) {
+		t.Errorf("bob receive = %q, want %q", texts(got), sent[4])
+	}
 	if got := alice.receive(); len(got) != 0 {
 		t.Errorf("alice receive after listen = %+v, want nothing", got)
 	}
