@@ -35,7 +35,7 @@ type Options struct {
 	// Logger receives debug-level events only; nil discards them. The SDK never logs a
 	// plaintext, a key, a phone number or an account id.
 	Logger *slog.Logger
-	// HTTPClient makes the requests; nil means http.DefaultClient.
+	// HTTPClient makes the requests; nil means a client with a 30-second timeout.
 	HTTPClient *http.Client
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time

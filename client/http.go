@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/bastionchat/bastion/api"
 )
@@ -56,7 +57,9 @@ func newHTTPAPI(server string, hc *http.Client) (*httpAPI, error) {
 		return nil, fmt.Errorf("server %q: want an http:// or https:// URL", server)
 	}
 	if hc == nil {
-		hc = http.DefaultClient
+		// A server that accepts a connection and never answers must not hang the
+		// caller: every request here is small.
+		hc = &http.Client{Timeout: 30 * time.Second}
 	}
 	return &httpAPI{base: u, client: hc}, nil
 }
