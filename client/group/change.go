@@ -270,8 +270,8 @@ func NewHistory(b []byte) ([]*Change, error) {
 		if err != nil {
 			return nil, fmt.Errorf("change %d: %w", len(cs), err)
 		}
-		if len(cs) == 0 && c.Kind != KindCreate {
-			return nil, fmt.Errorf("%w: history does not start with create", ErrInvalidEncoding)
+		if (len(cs) == 0) != (c.Kind == KindCreate) {
+			return nil, fmt.Errorf("%w: history does not start with its one create", ErrInvalidEncoding)
 		}
 		if len(cs) > 0 && (c.Group != cs[0].Group || cs[len(cs)-1].compare(c) >= 0) {
 			return nil, fmt.Errorf("%w: change %d out of order or of another group", ErrInvalidEncoding, len(cs))
