@@ -317,8 +317,9 @@ var HTTPClient = &http.Client{
 
 // StatusError is a non-2xx answer.
 type StatusError struct {
-	Status int
-	Body   api.Error
+	Status     int
+	Body       api.Error
+	RetryAfter string // the Retry-After header, if any
 }
 
 func (e *StatusError) Error() string {
@@ -356,7 +357,7 @@ func (s *Server) Do(ctx context.Context, method, path string, body any, user, pa
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		e := &StatusError{Status: resp.StatusCode}
+		e := &StatusError{Status: resp.StatusCode, RetryAfter: resp.Header.Get("Retry-After")}
 		json.Unmarshal(p, &e.Body)
 		return e
 	}
@@ -382,6 +383,20 @@ func (d *Device) User() string { return fmt.Sprintf("%s.%d", d.Account, d.ID) }
 
 // KeyOptions says how many one-time keys of each kind a registration uploads.
 type KeyOptions struct{ PreKeys, KyberPreKeys int }
+
+// RequestCode starts a verification for number and returns its session id.
+func (s *Server) RequestCode(ctx context.Context, number string) (string, error) {
+	var v api.VerificationResponse
+	if err := s.Do(ctx, "POST", "/v1/verification", api.CreateVerificationRequest{Number: number}, "", "", &v); err != nil {
+		return "", err
+	}
+	return v.SessionID, nil
+}
+
+// Code waits for the development console to print the code for number.
+func (s *Server) Code(ctx context.Context, number string) (string, error) {
+	return s.codes.take(ctx, number)
+}
 
 // Register registers number through the API: code request, the code from the console,
 // code proof, account creation with freshly generated keys.
