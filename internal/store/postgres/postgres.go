@@ -198,64 +198,74 @@ func nowOr(t time.Time) time.Time {
 	return t
 }
 
-// enqueuer gathers concurrent Enqueue calls into batches, each committed by one worker
-// in one transaction.
+// enqueuer gathers concurrent Enqueue calls into batches, each committed in one
+// transaction, with at most [batchWorkers] batches in flight. There is no batching
+// goroutine: a caller that finds a worker slot free becomes the leader and commits
+// whatever is pending, its own call included, on its own goroutine, so an idle node adds
+// no hand-off to a send's latency. Calls arriving while every slot is busy wait in
+// pending, and the leader that finishes first commits them all as the next batch: the
+// busier the node, the more a commit carries.
 type enqueuer struct {
-	s    *Store
-	reqs chan *enqReq
+	s *Store
 
-	// direct makes every call commit alone, in its own goroutine: the baseline the
-	// benchmarks compare group commit with.
+	// direct makes every call commit alone: the baseline the benchmarks compare group
+	// commit with.
 	direct bool
 
 	batches, calls atomic.Int64 // group commit counters, for benchmarks
 
-	mu     sync.RWMutex // guards closed and sends on reqs against stop
-	closed bool
-	done   chan struct{} // closed when the dispatcher and every worker have finished
+	mu      sync.Mutex
+	closed  bool
+	pending []*enqReq
+	active  int            // batches in flight, at most workers
+	workers int            // batchWorkers
+	wg      sync.WaitGroup // one per active slot
 }
 
 func (e *enqueuer) start(s *Store, workers int) {
-	e.s = s
-	e.reqs = make(chan *enqReq, maxBatch)
-	e.done = make(chan struct{})
-	go e.dispatch(workers)
+	e.s, e.workers = s, workers
 }
 
+// stop refuses new calls and waits until every pending one is committed.
 func (e *enqueuer) stop() {
+	e.mu.Lock()
+	e.closed = true
+	e.mu.Unlock()
+	e.wg.Wait()
+}
+
+// submit commits r, leading a batch or joining the next one, and waits for its outcome
+// or for ctx. A leader returns once its batch has committed, even if ctx ends first: the
+// commit is under way on its goroutine.
+func (e *enqueuer) submit(ctx context.Context, r *enqReq) error {
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
-		<-e.done
-		return
-	}
-	e.closed = true
-	close(e.reqs)
-	e.mu.Unlock()
-	<-e.done
-}
-
-// submit hands r to the batcher and waits for its outcome or for ctx.
-func (e *enqueuer) submit(ctx context.Context, r *enqReq) error {
-	e.mu.RLock()
-	if e.closed {
-		e.mu.RUnlock()
 		return errClosed
 	}
 	if e.direct {
-		defer e.mu.RUnlock()
-		e.s.commitBatch([]*enqReq{r})
-		e.batches.Add(1)
-		e.calls.Add(1)
+		e.wg.Add(1)
+		e.mu.Unlock()
+		defer e.wg.Done()
+		e.commit([]*enqReq{r})
 		return r.err
 	}
-	select {
-	case e.reqs <- r:
-	case <-ctx.Done():
-		e.mu.RUnlock()
-		return ctx.Err()
+	e.pending = append(e.pending, r)
+	var batch []*enqReq
+	if e.active < e.workers {
+		e.active++
+		e.wg.Add(1)
+		batch = e.takeLocked()
 	}
-	e.mu.RUnlock()
+	e.mu.Unlock()
+	if batch != nil {
+		e.commit(batch)
+		// Calls that arrived meanwhile go on another goroutine, holding this slot, so
+		// that this caller returns as soon as its own batch is in.
+		if next := e.next(); next != nil {
+			go e.lead(next)
+		}
+	}
 	select {
 	case <-r.done:
 		return r.err
@@ -264,44 +274,45 @@ func (e *enqueuer) submit(ctx context.Context, r *enqReq) error {
 	}
 }
 
-// dispatch takes whatever is waiting, up to the batch limits, and hands it to a free
-// worker. While every worker is busy, calls pile up into the next, larger batch: the
-// busier the node, the more a commit carries.
-func (e *enqueuer) dispatch(workers int) {
-	sem := make(chan struct{}, workers)
-	var wg sync.WaitGroup
-	defer func() {
-		wg.Wait()
-		close(e.done)
-	}()
-	for {
-		r, ok := <-e.reqs
-		if !ok {
-			return
-		}
-		sem <- struct{}{} // wait for a worker first: calls arriving meanwhile join this batch
-		batch := []*enqReq{r}
-		size := r.size
-	drain:
-		for len(batch) < maxBatch && size < maxBatchBytes {
-			select {
-			case r, ok := <-e.reqs:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-				size += r.size
-			default:
-				break drain
-			}
-		}
-		e.batches.Add(1)
-		e.calls.Add(int64(len(batch)))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			e.s.commitBatch(batch)
-		}()
+// takeLocked removes the next batch from pending, up to the batch limits.
+func (e *enqueuer) takeLocked() []*enqReq {
+	n, size := 0, 0
+	for n < len(e.pending) && n < maxBatch && (n == 0 || size+e.pending[n].size <= maxBatchBytes) {
+		size += e.pending[n].size
+		n++
 	}
+	batch := append([]*enqReq(nil), e.pending[:n]...)
+	clear(e.pending[:n])
+	e.pending = e.pending[n:]
+	if len(e.pending) == 0 {
+		e.pending = nil // let the backing array go
+	}
+	return batch
+}
+
+// next returns the next batch for the slot its caller holds, or releases the slot and
+// returns nil when nothing is pending.
+func (e *enqueuer) next() []*enqReq {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.pending) == 0 {
+		e.active--
+		e.wg.Done()
+		return nil
+	}
+	return e.takeLocked()
+}
+
+// lead commits batches until nothing is pending.
+func (e *enqueuer) lead(batch []*enqReq) {
+	for batch != nil {
+		e.commit(batch)
+		batch = e.next()
+	}
+}
+
+func (e *enqueuer) commit(batch []*enqReq) {
+	e.batches.Add(1)
+	e.calls.Add(int64(len(batch)))
+	e.s.commitBatch(batch)
 }
