@@ -253,10 +253,12 @@ func (g *Group) Receive(from uuid.UUID, c *Change) (Update, error) {
 	if from != c.Author {
 		return Update{}, ErrWrongAuthor
 	}
-	before := g.State()
+	// The cached snapshot is never changed once made, and the cache lets go of it when
+	// the fold moves on, so it can be handed out as Before without a copy.
+	before := g.snapshot()
 	if dup {
 		e := g.byID[c.ID]
-		return Update{Change: c.clone(), Outcome: e.out, Duplicate: true, Before: before, After: before.clone()}, nil
+		return Update{Change: c.clone(), Outcome: e.out, Duplicate: true, Before: before.clone(), After: before.clone()}, nil
 	}
 	if len(g.entries) >= MaxChanges || len(g.entries)-g.folded >= MaxPending && c.Base > g.f.revision {
 		return Update{}, ErrTooManyChanges

@@ -2,6 +2,8 @@ package group
 
 import (
 	"bytes"
+	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -141,7 +143,14 @@ func checkUUIDs(ids []uuid.UUID) error {
 	return nil
 }
 
-func compareUUID(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }
+// compareUUID orders ids as their bytes do (two big-endian words, faster than
+// bytes.Compare on the sort and search paths of a 1,000-member group).
+func compareUUID(a, b uuid.UUID) int {
+	if x, y := binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(b[:8]); x != y {
+		return cmp.Compare(x, y)
+	}
+	return cmp.Compare(binary.BigEndian.Uint64(a[8:]), binary.BigEndian.Uint64(b[8:]))
+}
 
 // sortedUUIDs returns the ids sorted ascending with repeats removed.
 func sortedUUIDs(ids []uuid.UUID) []uuid.UUID {
