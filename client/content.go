@@ -9,9 +9,10 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// Content is what travels inside the Signal ciphertext: a small protobuf message,
-// padded (see [pad]). Fields are never renumbered or reused; a receiver skips fields it
-// does not know, so later releases add groups and channels as new fields.
+// Content is what travels inside the Signal ciphertext: a version byte (see
+// [encodeContent]), then a small protobuf message, then padding (see [pad]). Fields are
+// never renumbered or reused; a receiver skips fields it does not know, so later
+// releases add groups and channels as new fields.
 //
 //	message Content {
 //	  string text = 1;               // the message text, UTF-8
@@ -125,6 +126,30 @@ func unmarshalContent(b []byte) (*Content, error) {
 		}
 	}
 	return c, nil
+}
+
+// contentVersion is the first byte of every plaintext inside the Signal ciphertext, before
+// the protobuf. Fields are added to the protobuf without a new version; a new version
+// is for a change an old receiver must not misread, and such a receiver then refuses
+// the message instead of guessing.
+const contentVersion = 0x01
+
+// encodeContent is what goes into the Signal ciphertext: the version, the protobuf, and
+// the padding.
+func encodeContent(c *Content) []byte {
+	return pad(append([]byte{contentVersion}, c.marshal()...))
+}
+
+// decodeContent reverses encodeContent.
+func decodeContent(plaintext []byte) (*Content, error) {
+	raw, err := unpad(plaintext)
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) == 0 || raw[0] != contentVersion {
+		return nil, fmt.Errorf("%w: unknown content version", errBadContent)
+	}
+	return unmarshalContent(raw[1:])
 }
 
 // padBlock is Signal's padding unit: every plaintext is padded to a multiple of 160 bytes

@@ -43,6 +43,19 @@ func TestContentRoundTrip(t *testing.T) {
 	}
 }
 
+func TestContentVersion(t *testing.T) {
+	c := &Content{Text: "hi", SentMS: 5}
+	got, err := decodeContent(encodeContent(c))
+	if err != nil || !reflect.DeepEqual(got, c) {
+		t.Fatalf("decodeContent(encodeContent(%+v)) = %+v, %v", c, got, err)
+	}
+	for _, bad := range [][]byte{pad(nil), pad([]byte{0x02, 0x0a, 0x01, 'x'}), pad(c.marshal())} {
+		if _, err := decodeContent(bad); !errors.Is(err, errBadContent) {
+			t.Errorf("decodeContent(%x) = %v, want errBadContent", bad[:8], err)
+		}
+	}
+}
+
 func TestContentDecoding(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -76,13 +89,13 @@ func TestContentDecoding(t *testing.T) {
 // that decode to the same Content.
 func FuzzContent(f *testing.F) {
 	f.Add((&Content{Text: "hello", SentMS: 1795457221176, SenderNumber: "+14155550100"}).marshal())
-	f.Add(pad((&Content{Text: "padded"}).marshal()))
+	f.Add(encodeContent(&Content{Text: "padded"}))
 	f.Add([]byte{0x0a, 0x02, 'h', 'i', 0x48, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if raw, err := unpad(b); err == nil {
-			b = raw
+		c, err := decodeContent(b)
+		if err != nil {
+			c, err = unmarshalContent(b)
 		}
-		c, err := unmarshalContent(b)
 		if err != nil {
 			return
 		}

@@ -307,11 +307,7 @@ func (c *Client) handleEnvelope(ctx context.Context, root *curve.PublicKey, e ap
 				return errUndecryptable{errors.New("certificate identity differs from the session's")}
 			}
 		}
-		raw, err := unpad(pt)
-		if err != nil {
-			return errUndecryptable{err}
-		}
-		if content, err = unmarshalContent(raw); err != nil {
+		if content, err = decodeContent(pt); err != nil {
 			return errUndecryptable{err}
 		}
 		if content.SyncDestination != uuid.Nil && o.sender.Name != c.acc.AccountID.String() {

@@ -58,7 +58,7 @@ func (c *Client) Send(ctx context.Context, number, text string) (SendResult, err
 	}
 	sent := c.now()
 	content := Content{Text: text, SentMS: uint64(sent.UnixMilli()), SenderNumber: c.acc.Number, KTCheckpoint: c.ktGossipNote(ctx)}
-	devs, st, err := c.sendTo(ctx, account, n, pad(content.marshal()))
+	devs, st, err := c.sendTo(ctx, account, n, encodeContent(&content))
 	if err != nil {
 		if isCode(err, api.CodeNotFound) {
 			// The account is gone: forget the stale directory answer.
@@ -70,7 +70,7 @@ func (c *Client) Send(ctx context.Context, number, text string) (SendResult, err
 	// The copy for our own other devices. The message already reached the recipient:
 	// a failure here is logged, not returned, so that nobody resends it.
 	sync := Content{Text: text, SentMS: content.SentMS, SyncDestination: account}
-	if _, _, err := c.sendTo(ctx, c.acc.AccountID, "", pad(sync.marshal())); err != nil {
+	if _, _, err := c.sendTo(ctx, c.acc.AccountID, "", encodeContent(&sync)); err != nil {
 		c.log.Debug("copy to own devices failed", "err", err)
 	}
 	return SendResult{Devices: devs, ServerTime: st, SentAt: time.UnixMilli(sent.UnixMilli())}, nil
