@@ -376,3 +376,66 @@ func TestEnqueueImpossibleDevice(t *testing.T) {
 		t.Errorf("Pending() = %d envelopes, %v; want none (all or nothing)", len(envs), err)
 	}
 }
+
+// TestCloseUnderLoad closes a store while senders are inside Enqueue: every call returns
+// (nil or an error), and every call that returned nil is stored.
+func TestCloseUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.Start(t)
+	s, err := Open(ctx, dsn, nil)
+	if err != nil {
+		t.Fatalf("Open() = %v", err)
+	}
+	acct, _, err := s.Register(ctx, "+14155550193", []byte{5}, store.Device{ID: 1, CredentialHash: []byte{1}})
+	if err != nil {
+		t.Fatalf("Register() = %v", err)
+	}
+	var (
+		mu    sync.Mutex
+		acked []uuid.UUID
+		wg    sync.WaitGroup
+	)
+	enough := make(chan struct{})
+	var once sync.Once
+	for range 16 {
+		wg.Go(func() {
+			for {
+				e := &store.Envelope{ID: uuid.New(), Account: acct.ID, Device: 1, ServerTime: time.Now(), Body: []byte("x")}
+				if err := s.Enqueue(ctx, []*store.Envelope{e}); err != nil {
+					if !errors.Is(err, errClosed) {
+						t.Errorf("Enqueue() = %v, want nil or errClosed", err)
+					}
+					return
+				}
+				mu.Lock()
+				acked = append(acked, e.ID)
+				if len(acked) == 100 {
+					once.Do(func() { close(enough) })
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	<-enough
+	s.Close()
+	wg.Wait()
+
+	check, err := Open(ctx, dsn, nil)
+	if err != nil {
+		t.Fatalf("Open() = %v", err)
+	}
+	defer check.Close()
+	envs, err := check.Pending(ctx, acct.ID, 1, 0, 1<<20)
+	if err != nil {
+		t.Fatalf("Pending() = %v", err)
+	}
+	stored := map[uuid.UUID]bool{}
+	for _, e := range envs {
+		stored[e.ID] = true
+	}
+	for _, id := range acked {
+		if !stored[id] {
+			t.Errorf("envelope %v acknowledged before Close() is not stored", id)
+		}
+	}
+}
