@@ -62,6 +62,7 @@ const (
 	CodeSMSUnavailable    = "sms_unavailable"      // 503: the code could not be sent
 	CodeInternal          = "internal"             // 500: the server failed; details are in its log
 	CodeShuttingDown      = "shutting_down"        // 503: the server is stopping
+	CodeMarketWithdrawn   = "market_withdrawn"     // 451: the service is withdrawn from the number's country
 )
 
 // CreateVerificationRequest starts a registration: POST /v1/verification.
@@ -231,3 +232,18 @@ type Envelope struct {
 	ServerTime int64     `json:"server_time"` // ms since epoch
 	Body       []byte    `json:"body"`
 }
+
+// ServerNotice is the body of an envelope the server itself queues: a notice from the
+// operator (a lawful-request notice, a market withdrawal). Users' envelopes are sealed
+// sender and do not parse as one. Any user can queue any body for anyone, so a client
+// trusts a notice only if Signature is the server's Ed25519 signature (key: GET
+// /v1/legal/key, pinned at registration) over NoticeContext followed by Notice.
+type ServerNotice struct {
+	Notice    []byte `json:"server_notice"` // JSON: {"type": "legal_notice" | "market_withdrawn", ...}
+	Signature []byte `json:"signature"`
+}
+
+// NoticeContext prefixes what a notice signature covers, so that a signature made for a
+// notice can never pass as one over a disclosure package or a log checkpoint, which the
+// same key signs.
+const NoticeContext = "bastion server notice v1\x00"

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nyaruka/phonenumbers"
 
+	"github.com/bastionchat/bastion/api"
 	"github.com/bastionchat/bastion/internal/legal"
 	"github.com/bastionchat/bastion/internal/store"
 )
@@ -37,7 +38,7 @@ const maxSocketPath = 104
 
 // CodeMarketWithdrawn is the stable error code (HTTP 451) of a registration refused
 // because the service is withdrawn from the number's country.
-const CodeMarketWithdrawn = "market_withdrawn"
+const CodeMarketWithdrawn = api.CodeMarketWithdrawn
 
 // StartLegal opens the desk's database (legal.db) and the server's Ed25519 key in the
 // data directory, attaches the desk to the server, serves the admin socket
@@ -95,7 +96,7 @@ func (s *Server) newDesk(ctx context.Context, db *legal.DB, key *legal.SigningKe
 	if err != nil {
 		return nil, err
 	}
-	s.legal = desk
+	s.legal, s.noticeKey = desk, key
 	return desk, nil
 }
 
@@ -146,8 +147,9 @@ func (v legalView) Connections(ctx context.Context, account uuid.UUID) ([]legal.
 }
 
 // legalNotifier queues a notice from the operator to every device of an account: a
-// server-originated envelope whose body is the notice's JSON (it begins with '{', which
-// no sealed-sender message does) and wakes the devices.
+// server-originated envelope whose body is an [api.ServerNotice], the notice's JSON
+// signed with the server's key (any user could queue an unsigned look-alike), and wakes
+// the devices.
 type legalNotifier struct{ s *Server }
 
 var _ legal.Notifier = legalNotifier{}
@@ -160,10 +162,20 @@ func (n legalNotifier) NotifyAccount(ctx context.Context, account uuid.UUID, not
 	if err != nil {
 		return fmt.Errorf("listing devices: %w", err)
 	}
+	if n.s.noticeKey == nil {
+		return errors.New("queueing notice: no signing key")
+	}
+	body, err := json.Marshal(api.ServerNotice{
+		Notice:    notice,
+		Signature: n.s.noticeKey.Sign(append([]byte(api.NoticeContext), notice...)),
+	})
+	if err != nil {
+		return fmt.Errorf("encoding notice: %w", err)
+	}
 	now := n.s.now()
 	envs := make([]*store.Envelope, len(devs))
 	for i, d := range devs {
-		envs[i] = &store.Envelope{ID: uuid.New(), Account: account, Device: d.ID, ServerTime: now, Body: notice}
+		envs[i] = &store.Envelope{ID: uuid.New(), Account: account, Device: d.ID, ServerTime: now, Body: body}
 	}
 	if err := n.s.store.Enqueue(ctx, envs); err != nil {
 		return fmt.Errorf("queueing notice: %w", err)

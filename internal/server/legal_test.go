@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -115,6 +116,29 @@ func TestWithdrawnMarketRefusesRegistration(t *testing.T) {
 	}
 }
 
+// TestWithdrawalStopsVerifiedSession: a session whose code was verified before the
+// withdrawal cannot register after it.
+func TestWithdrawalStopsVerifiedSession(t *testing.T) {
+	h := newLegalHarness(t)
+	ctx := context.Background()
+	const fr = "+33612345678"
+	h.secret(fr)
+	session := h.verify(fr)
+	if _, err := h.desk.Withdraw(ctx, h.alice, "FR", "We will not build a backdoor.", false); err != nil {
+		t.Fatal(err)
+	}
+	ik := newIdentity(t)
+	k := keys(t, ik, 1, 0)
+	r := h.do("POST", "/v1/accounts", api.RegisterRequest{
+		SessionID: session, IdentityKey: ik.PublicKey().Bytes(), RegistrationID: 1234,
+		SignedPreKey: *k.SignedPreKey, KyberLastResort: *k.KyberLastResort,
+	}, nil)
+	h.want(r, http.StatusUnavailableForLegalReasons, CodeMarketWithdrawn, "register after the withdrawal")
+	if _, err := h.st.AccountByNumber(ctx, fr); err == nil {
+		t.Error("the account was created despite the withdrawal")
+	}
+}
+
 // TestDisclosureThroughServer runs an order against the real store: the real inventory
 // answers "not held", the package holds the connection log, and the notice reaches the
 // account's device queue as a server-originated envelope.
@@ -168,7 +192,7 @@ func TestDisclosureThroughServer(t *testing.T) {
 		t.Fatalf("queued for the device = %d envelopes, want the notice", len(envs))
 	}
 	var n legal.UserNotice
-	if err := json.Unmarshal(envs[0].Body, &n); err != nil || n.Type != "legal_notice" || n.From != "operator" ||
+	if err := json.Unmarshal(openNotice(t, pub, envs[0].Body), &n); err != nil || n.Type != "legal_notice" || n.From != "operator" ||
 		n.IssuingAuthority != "Procureur de la République" {
 		t.Errorf("queued notice = %s (%v), want a legal notice from the operator", envs[0].Body, err)
 	}
@@ -277,7 +301,8 @@ func TestWithdrawCloseExisting(t *testing.T) {
 	for _, e := range pending {
 		bodies = append(bodies, e.Body)
 	}
-	if len(bodies) != 1 || !strings.Contains(string(bodies[0]), `"type":"market_withdrawn"`) {
+	pub := h.srv.legal.PublicKey()
+	if len(bodies) != 1 || !strings.Contains(string(openNotice(t, pub, bodies[0])), `"type":"market_withdrawn"`) {
 		t.Errorf("DE device got %q, want one market notice", bodies)
 	}
 	if us, _ := h.st.Pending(ctx, us.account, us.device, 0, 10); len(us) != 0 {
@@ -378,3 +403,21 @@ func TestTransparencyPageInBrowser(t *testing.T) {
 }
 
 func near(v uint32, c uint8) bool { return v+3 >= uint32(c) && v <= uint32(c)+3 }
+
+// openNotice checks that body is a server notice signed by pub and returns the notice.
+func openNotice(t *testing.T, pub ed25519.PublicKey, body []byte) []byte {
+	t.Helper()
+	var sn api.ServerNotice
+	if err := json.Unmarshal(body, &sn); err != nil {
+		t.Fatalf("queued body %q is not a server notice: %v", body, err)
+	}
+	if !ed25519.Verify(pub, append([]byte(api.NoticeContext), sn.Notice...), sn.Signature) {
+		t.Fatalf("server notice signature does not verify with the server's key")
+	}
+	tampered := append([]byte(api.NoticeContext), sn.Notice...)
+	tampered[len(tampered)-2] ^= 1
+	if ed25519.Verify(pub, tampered, sn.Signature) {
+		t.Fatalf("server notice signature verifies over an altered notice")
+	}
+	return sn.Notice
+}

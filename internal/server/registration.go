@@ -265,6 +265,11 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	if !v.Verified {
 		return newError(http.StatusForbidden, api.CodeNotVerified, "the session's code has not been verified")
 	}
+	// Again here, not only when the code is sent: a session opened before a withdrawal
+	// must not complete after it.
+	if err := s.checkMarket(r.Context(), v.Number); err != nil {
+		return err
+	}
 	password := randomToken(32) // 256 bits
 	// SHA-256, not a slow password hash: the secret is 256 random bits, so there is
 	// nothing to brute-force, and a slow hash would tax every authenticated request.

@@ -50,11 +50,12 @@ type Server struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	mux     *http.ServeMux
-	metrics *metrics
-	certs   *CertificateKeys // sealed sender's trust root and server key
-	legal   *legal.Desk      // the lawful-request desk; nil when not started (legal.go)
-	kt      *ktLog           // the key transparency log (kt.go)
+	mux       *http.ServeMux
+	metrics   *metrics
+	certs     *CertificateKeys  // sealed sender's trust root and server key
+	legal     *legal.Desk       // the lawful-request desk; nil when not started (legal.go)
+	noticeKey *legal.SigningKey // signs notices queued for users (legal.go)
+	kt        *ktLog            // the key transparency log (kt.go)
 
 	devices deviceCache // device lists for sends (cache.go)
 	creds   credCache   // recently verified credential digests (cache.go)
