@@ -16,9 +16,9 @@ import (
 // rests on: a member never drops out of the list without the epoch's distribution id
 // changing, admins are members, and every state round-trips through its encoding.
 func TestConvergence(t *testing.T) {
-	cases := 4000
-	if testing.Short() {
-		cases = 500
+	cases := 3000
+	if testing.Short() || raceEnabled {
+		cases = 300
 	}
 	defer func(n int) { memberLimit = n }(memberLimit)
 	for seed := range uint64(cases) {
