@@ -253,3 +253,58 @@ func TestCrashBetweenDeliveryAndAck(t *testing.T) {
 		t.Errorf("bob.Receive() again = %d messages, want none", len(msgs))
 	}
 }
+
+// A message whose session is lost is not dropped in silence: the user is told which
+// contact to ask for it again.
+func TestUndecryptableNotice(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	alice := h.register("+14155550201", nil)
+	bob := h.register("+14155550202", nil)
+	if _, err := alice.Send(ctx, "+14155550202", "one"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.db.Exec("DELETE FROM sessions"); err != nil { // Bob's device lost its state
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, "+14155550202", "two"); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := bob.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 || !msgs[0].Undecryptable || msgs[0].Text != "" || msgs[0].From != alice.acc.AccountID || msgs[0].FromNumber != "+14155550201" {
+		t.Fatalf("bob.Receive() = %+v, want one undecryptable notice from alice", msgs)
+	}
+}
+
+// A profile made by the first schema is upgraded when opened.
+func TestSchemaUpgrade(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"ALTER TABLE messages DROP COLUMN undecryptable", "PRAGMA user_version = 1"} {
+		if _, err := c.db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	c, err = Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatalf("Open(schema 1) = %v", err)
+	}
+	defer c.Close()
+	var v, n int
+	c.db.QueryRow("PRAGMA user_version").Scan(&v)
+	c.db.QueryRow("SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name = 'undecryptable'").Scan(&n)
+	if v != schemaVersion || n != 1 {
+		t.Errorf("after upgrade: version %d, undecryptable column %d; want %d and 1", v, n, schemaVersion)
+	}
+}

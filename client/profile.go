@@ -21,7 +21,7 @@ import (
 const ProfileFile = "profile.db"
 
 // schemaVersion is the PRAGMA user_version of the current schema.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // schema is the whole profile. Columns named *_enc hold AES-256-GCM ciphertext under the
 // profile key (see [sealer]); everything secret is in one of them: private keys, session
@@ -63,10 +63,16 @@ CREATE TABLE messages (
 	content_enc BLOB NOT NULL,     -- the decoded Content, encrypted
 	server_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL,
 	identity_changed INTEGER NOT NULL,
-	shown INTEGER NOT NULL DEFAULT 0
+	shown INTEGER NOT NULL DEFAULT 0,
+	undecryptable INTEGER NOT NULL DEFAULT 0 -- 1: a notice that a message from account did not decrypt
 );
 CREATE TABLE seen (id TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL);
 `
+
+// upgrades[v] brings a profile from schema v to v+1; schema is the result of all of them.
+var upgrades = map[int]string{
+	1: "ALTER TABLE messages ADD COLUMN undecryptable INTEGER NOT NULL DEFAULT 0",
+}
 
 // kdfParams are the Argon2id parameters a passphrase-protected profile was made with;
 // they are stored so that later releases can raise them without locking anyone out.
@@ -197,6 +203,15 @@ func migrate(ctx context.Context, db *sql.DB, passphrase []byte) (*sealer, error
 	case v > schemaVersion:
 		return nil, fmt.Errorf("profile schema %d is newer than this program (%d)", v, schemaVersion)
 	default:
+		// Upgrades, one version at a time.
+		for ; v < schemaVersion; v++ {
+			if _, err := tx.ExecContext(ctx, upgrades[v]); err != nil {
+				return nil, fmt.Errorf("upgrading profile schema to %d: %w", v+1, err)
+			}
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+				return nil, fmt.Errorf("upgrading profile schema to %d: %w", v+1, err)
+			}
+		}
 		if key, err = readKey(ctx, tx, passphrase); err != nil {
 			return nil, err
 		}

@@ -38,6 +38,9 @@ type Message struct {
 	// from the one known for the sender: the contact re-registered, or someone is
 	// attempting to intercept. Nothing is sent to the new key until [Client.Trust].
 	SafetyNumberChanged bool `json:"safety_number_changed,omitempty"`
+	// Undecryptable reports that a message from this sender arrived but could not be
+	// decrypted (its session was lost or broken): it has no text; ask for it again.
+	Undecryptable bool `json:"undecryptable,omitempty"`
 	// SentTo is set on a copy of a message this account sent from another device.
 	SentTo uuid.UUID `json:"sent_to,omitzero"`
 }
@@ -323,9 +326,23 @@ func (c *Client) handleEnvelope(ctx context.Context, root *curve.PublicKey, e ap
 	})
 	var ue errUndecryptable
 	if errors.As(err, &ue) {
-		// Duplicates (a resent envelope whose key is used) land here too.
-		c.log.Debug("envelope does not decrypt", "duplicate", errors.Is(ue.err, protocol.ErrDuplicateMessage))
-		return false, markSeen(c.db)
+		dup := errors.Is(ue.err, protocol.ErrDuplicateMessage)
+		c.log.Debug("envelope does not decrypt", "duplicate", dup)
+		if dup {
+			// A resent envelope whose key is used: the message is stored already.
+			return false, markSeen(c.db)
+		}
+		// The sender is known (its certificate checked out) but its message is lost:
+		// say so, as Signal does, so the user can ask for it again.
+		err := c.inTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO messages (id, account, device, content_enc, server_ms, received_ms, identity_changed, undecryptable)
+				VALUES (?, ?, ?, ?, ?, ?, 0, 1)`, e.ID.String(), o.sender.Name, o.sender.DeviceID,
+				c.seal.seal((&Content{}).marshal(), "message/"+e.ID.String()), e.ServerTime, now.UnixMilli()); err != nil {
+				return fmt.Errorf("storing notice: %w", err)
+			}
+			return markSeen(tx)
+		})
+		return err == nil, err
 	}
 	if err != nil {
 		return false, err
@@ -372,7 +389,7 @@ func (c *Client) unshown(ctx context.Context) ([]Message, error) {
 			return fmt.Errorf("pruning seen envelopes: %w", err)
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT m.seq, m.id, m.account, m.device, m.content_enc, m.server_ms, m.received_ms,
-			m.identity_changed, COALESCE(c.number, '') FROM messages m LEFT JOIN contacts c ON c.account = m.account
+			m.identity_changed, m.undecryptable, COALESCE(c.number, '') FROM messages m LEFT JOIN contacts c ON c.account = m.account
 			WHERE m.shown = 0 ORDER BY m.seq`)
 		if err != nil {
 			return fmt.Errorf("reading messages: %w", err)
@@ -384,7 +401,7 @@ func (c *Client) unshown(ctx context.Context) ([]Message, error) {
 			var id, acct string
 			var enc []byte
 			var serverMS, recvMS int64
-			if err := rows.Scan(&last, &id, &acct, &m.FromDevice, &enc, &serverMS, &recvMS, &m.SafetyNumberChanged, &m.FromNumber); err != nil {
+			if err := rows.Scan(&last, &id, &acct, &m.FromDevice, &enc, &serverMS, &recvMS, &m.SafetyNumberChanged, &m.Undecryptable, &m.FromNumber); err != nil {
 				return fmt.Errorf("reading messages: %w", err)
 			}
 			if m.ID, err = uuid.Parse(id); err != nil {
@@ -403,6 +420,9 @@ func (c *Client) unshown(ctx context.Context) ([]Message, error) {
 			}
 			m.Text, m.SentTo = content.Text, content.SyncDestination
 			m.SentAt = time.UnixMilli(int64(content.SentMS))
+			if m.Undecryptable {
+				m.SentAt = time.UnixMilli(serverMS)
+			}
 			m.ServerTime, m.ReceivedAt = time.UnixMilli(serverMS), time.UnixMilli(recvMS)
 			msgs = append(msgs, m)
 		}

@@ -363,6 +363,10 @@ func (c *cli) printMessage(m client.Message) error {
 	if m.SafetyNumberChanged {
 		fmt.Fprintf(c.stdout, "! The safety number with %s changed. Messages to them are refused until you compare it (bastion safety-number %s) and run bastion trust %s.\n", from, from, from)
 	}
+	if m.Undecryptable {
+		_, err := fmt.Fprintf(c.stdout, "! A message from %s could not be decrypted; ask them to send it again.\n", from)
+		return err
+	}
 	when := m.SentAt.Local().Format(time.DateTime)
 	if m.SentTo != [16]byte{} {
 		fmt.Fprintf(c.stdout, "[%s] you (other device) to %s: %s\n", when, m.SentTo, m.Text)
