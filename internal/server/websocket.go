@@ -66,8 +66,10 @@ type wsConn struct {
 	dirty     bool // a wake-up came while draining
 	sentEmpty bool
 	closed    bool
-	ping      *time.Timer
-	unsub     func()
+	// windowFull: the last drain stopped because wsWindow envelopes were unacked.
+	windowFull bool
+	ping       *time.Timer
+	unsub      func()
 
 	sends chan struct{} // send frames in progress; made on the first send (reader only)
 	acks  chan struct{} // ack deletes in progress; made on the first ack (reader only)
@@ -346,9 +348,15 @@ func (c *wsConn) handle(p []byte) (ws.StatusCode, string) {
 	if len(c.inflight) == 0 {
 		c.inflight = nil // an idle connection keeps no map
 	}
+	// Only a drain that stopped at a full window needs the ack to go on; any other
+	// stopped because the queue was empty, and a wake-up restarts it.
+	resume := c.windowFull
+	c.windowFull = false
 	c.mu.Unlock()
 	c.s.metrics.delivered.Add(float64(n))
-	c.kick()
+	if resume {
+		c.kick()
+	}
 	return 0, ""
 }
 
@@ -426,6 +434,7 @@ func (c *wsConn) drain() {
 		room := wsWindow - len(c.inflight)
 		if c.closed || room <= 0 {
 			c.draining = false
+			c.windowFull = room <= 0
 			c.mu.Unlock()
 			return
 		}
