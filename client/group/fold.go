@@ -137,8 +137,18 @@ func (f *fold) rotate(c *Change, out Outcome, removed []uuid.UUID) {
 	f.epoch++
 }
 
-// apply folds one change (never the create) into f and says what became of it.
+// apply folds one change (never the create) into f and says what became of it. Rejected
+// changes move the revision too: a change made after its author saw one, whatever became
+// of it, then names a higher base and sorts after it, so a later promotion cannot make
+// an earlier rejected change count.
 func (f *fold) apply(c *Change) Outcome {
+	out := f.effect(c)
+	f.revision = max(f.revision, c.Base+1)
+	return out
+}
+
+// effect applies c's effect to everything but the revision.
+func (f *fold) effect(c *Change) Outcome {
 	if _, ok := f.members[c.Author]; !ok {
 		return Outcome{StatusRejected, ReasonNotMember}
 	}
@@ -200,7 +210,6 @@ func (f *fold) apply(c *Change) Outcome {
 	default:
 		panic("group: fold of a change that is not valid") // validated before it is held
 	}
-	f.revision = max(f.revision, c.Base+1)
 	return applied
 }
 

@@ -37,11 +37,11 @@ var (
 // alone. The changes are sorted by (base revision, kind, author, change id), kinds ranked
 // create < add < promote < rename < remove < leave; they are applied in that order, each
 // checked against the state the ones before it produced (an admin-only change from a
-// non-admin is rejected with a [Reason] and changes nothing). A change whose base is
-// above the revision reached so far waits, and so does everything after it. Applying a
-// change sets the revision to max(revision, base+1). So two members holding the same set
-// hold the same state, whatever order it arrived in; and a change made after its author
-// saw another names a higher base, so it applies after it.
+// non-admin is rejected with a [Reason] and changes nothing else). A change whose base is
+// above the revision reached so far waits, and so does everything after it. Folding a
+// change, applied or rejected, sets the revision to max(revision, base+1). So two members
+// holding the same set hold the same state, whatever order it arrived in; and a change
+// made after its author folded another names a higher base, so it sorts after it.
 //
 // A Group is not safe for concurrent use. It has no I/O: the caller persists
 // [Group.History] and sends what each [Update]'s Plan says.

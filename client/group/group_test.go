@@ -122,8 +122,13 @@ func TestAuthorisation(t *testing.T) {
 				if u.Outcome != tt.want {
 					t.Errorf("member %v: Receive(%s by %v).Outcome = %+v, want %+v", me, tt.change.Kind, tt.change.Author, u.Outcome, tt.want)
 				}
-				if tt.want.Status == StatusRejected && !slices.Equal(u.After.Bytes(), before.Bytes()) {
-					t.Errorf("member %v: rejected change changed the state", me)
+				if tt.want.Status == StatusRejected {
+					// Only the revision moves (the fold's clock).
+					b := before.clone()
+					b.Revision = u.After.Revision
+					if !slices.Equal(u.After.Bytes(), b.Bytes()) {
+						t.Errorf("member %v: rejected change changed the state", me)
+					}
 				}
 				if got, _ := g.Outcome(tt.change.ID); got != tt.want {
 					t.Errorf("Outcome(id) = %+v, want %+v", got, tt.want)
@@ -339,5 +344,64 @@ func TestJoin(t *testing.T) {
 	}
 	if !um.Plan.RotateMySenderKey || !slices.Equal(c.State().Bytes(), a.State().Bytes()) {
 		t.Errorf("after Merge: plan %+v, states equal %v; want a new chain and equal states", um.Plan, slices.Equal(c.State().Bytes(), a.State().Bytes()))
+	}
+}
+
+// TestRejectedStaysRejected: an admin who saw a non-admin's change rejected and then
+// promotes that member does not make the rejected change count.
+func TestRejectedStaysRejected(t *testing.T) {
+	r := seeded(8)
+	a, create := mustCreate(t, r, acct(2))
+	bad := &Change{Group: create.Group, Author: acct(2), Base: 1, Kind: KindRename, Title: "mine now"}
+	r.Read(bad.ID[:])
+	receive(t, a, bad)
+	u, err := a.Promote(r, acct(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for perm := range permutations(2) {
+		g := replica(t, acct(2), create)
+		cs := []*Change{bad, u.Change}
+		receive(t, g, cs[perm[0]], cs[perm[1]])
+		if out, _ := g.Outcome(bad.ID); out != (Outcome{StatusRejected, ReasonNotAdmin}) || g.State().Title != "friends" {
+			t.Errorf("order %v: rename by a non-admin = %+v, title %q; want rejected, title kept", perm, out, g.State().Title)
+		}
+	}
+}
+
+// TestWorkedExample is the example of docs/groups.md, in every delivery order.
+func TestWorkedExample(t *testing.T) {
+	r := seeded(9)
+	A, B, C, D, E := acct(1), acct(2), acct(3), acct(4), acct(5)
+	alice, create := mustCreate(t, r, B, C)
+	up, err := alice.Promote(r, B)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(author uuid.UUID, k Kind, members ...uuid.UUID) *Change {
+		c := &Change{Group: create.Group, Author: author, Base: 2, Kind: k, Members: members}
+		if k == KindRename {
+			c.Title = "carol's"
+		}
+		r.Read(c.ID[:])
+		return c
+	}
+	concurrent := []*Change{mk(A, KindAdd, D), mk(B, KindAdd, C, E), mk(C, KindRename), mk(B, KindRemove, C)}
+	for perm := range permutations(len(concurrent)) {
+		g := replica(t, E, create)
+		receive(t, g, up.Change)
+		for _, i := range perm {
+			receive(t, g, concurrent[i])
+		}
+		s := g.State()
+		if want := []uuid.UUID{A, B, D, E}; !slices.Equal(s.Members, want) {
+			t.Errorf("order %v: members %v, want %v", perm, s.Members, want)
+		}
+		if want := []uuid.UUID{A, B}; !slices.Equal(s.Admins, want) || s.Title != "friends" || s.Revision != 3 || s.Epoch != 1 {
+			t.Errorf("order %v: admins %v title %q revision %d epoch %d, want %v, friends, 3, 1", perm, s.Admins, s.Title, s.Revision, s.Epoch, want)
+		}
+		if out, _ := g.Outcome(concurrent[2].ID); out.Reason != ReasonNotAdmin {
+			t.Errorf("order %v: Carol's rename %+v, want rejected as not admin", perm, out)
+		}
 	}
 }

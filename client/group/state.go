@@ -25,7 +25,7 @@ type State struct {
 	Group ID
 	Title string
 	// Revision is the base revision a change made now names: one more than the highest
-	// base of the changes applied so far.
+	// base of the changes folded so far, applied or rejected.
 	Revision uint64
 	// Members and Admins are account ids, sorted ascending; Admins is a subset of Members.
 	Members []uuid.UUID
