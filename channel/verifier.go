@@ -346,7 +346,8 @@ func (v *Verifier) signerIndex(k PublicKey) uint32 {
 // newest first: each post must hash to the previous-hash the post after it names,
 // the newest to what the owner's head committed to. Signatures and delegations are
 // checked too; posts by a key revoked from before them are reported void rather
-// than refused, since the owner's chain includes them.
+// than refused, since the owner's chain includes them. The rules on edits and
+// deletes are not checked again: the owner's head vouches for the chain.
 func (v *Verifier) AcceptOlder(page []*Post, notices []*Notice) (Result, error) {
 	var res Result
 	if !v.wantOK {
