@@ -112,8 +112,19 @@ func convergeCase(t *testing.T, seed uint64, rng *rand.Rand) {
 			t.Errorf("seed %d: observer %d outcomes %v, want %v", seed, o, outcomes, wantOutcomes)
 		}
 	}
-	// A newcomer taking the whole history in one piece computes the same state too.
+	// A member that received part of the changes and then the whole history from the
+	// creator ends in the same place, and so does a newcomer taking the history at once.
 	if len(initial) > 0 {
+		g := replica(t, initial[0], create)
+		for _, i := range rng.Perm(len(all) - 1)[:rng.IntN(len(all))] {
+			deliver(t, g, initial[0], all[i+1])
+		}
+		if _, err := g.Merge(ids[0], creatorWithAll(t, create, all).History()); err != nil {
+			t.Fatalf("seed %d: Merge: %v", seed, err)
+		}
+		if !slices.Equal(g.State().Bytes(), want) {
+			t.Errorf("seed %d: state after Merge differs", seed)
+		}
 		g, _, err := Join(initial[0], ids[0], creatorWithAll(t, create, all).History())
 		if err != nil {
 			t.Fatalf("seed %d: Join: %v", seed, err)

@@ -117,6 +117,11 @@ func (g *Group) ChangesBy(author uuid.UUID) []*Change {
 // New starts me's replica from a create that arrived from the account from (or that
 // me made).
 func New(me, from uuid.UUID, create *Change) (*Group, Update, error) {
+	return newReplica(me, from, create, false)
+}
+
+// start_ is New; local says the create was made here (by [Create]).
+func newReplica(me, from uuid.UUID, create *Change, local bool) (*Group, Update, error) {
 	if err := create.validate(); err != nil {
 		return nil, Update{}, fmt.Errorf("group: invalid change: %w", err)
 	}
@@ -128,7 +133,7 @@ func New(me, from uuid.UUID, create *Change) (*Group, Update, error) {
 	}
 	g := newGroup(me, create.clone())
 	after := g.State()
-	u := Update{Change: create.clone(), Outcome: Outcome{Status: StatusApplied}, After: after, Plan: g.plan(create, nil, after)}
+	u := Update{Change: create.clone(), Outcome: Outcome{Status: StatusApplied}, After: after, Plan: g.plan(create, local, nil, after)}
 	return g, u, nil
 }
 
@@ -159,7 +164,7 @@ func Join(me, from uuid.UUID, history []byte) (*Group, Update, error) {
 		return nil, Update{}, err
 	}
 	after := g.State()
-	return g, Update{Change: cs[0], Outcome: Outcome{Status: StatusApplied}, After: after, Plan: g.plan(nil, nil, after)}, nil
+	return g, Update{Change: cs[0].clone(), Outcome: Outcome{Status: StatusApplied}, After: after, Plan: g.plan(nil, false, nil, after)}, nil
 }
 
 func invites(cs []*Change, from, me uuid.UUID) bool {
@@ -191,7 +196,7 @@ func (g *Group) Merge(from uuid.UUID, history []byte) (Update, error) {
 		return Update{}, err
 	}
 	after := g.State()
-	return Update{Before: before, After: after, Plan: g.plan(nil, before, after)}, nil
+	return Update{Before: before, After: after, Plan: g.plan(nil, false, before, after)}, nil
 }
 
 // merge adds changes of this group, skipping those held, and folds once.
@@ -246,6 +251,12 @@ func (g *Group) check(c *Change) (bool, error) {
 // (ErrWrongAuthor): a member cannot put words in an admin's mouth. A change held already
 // is a duplicate and changes nothing.
 func (g *Group) Receive(from uuid.UUID, c *Change) (Update, error) {
+	return g.receive(from, c, false)
+}
+
+// receive is Receive; local says the change was made here, by one of the methods below,
+// and so is this replica's to send.
+func (g *Group) receive(from uuid.UUID, c *Change, local bool) (Update, error) {
 	dup, err := g.check(c)
 	if err != nil {
 		return Update{}, err
@@ -273,7 +284,7 @@ func (g *Group) Receive(from uuid.UUID, c *Change) (Update, error) {
 		g.advance()
 	}
 	after := g.State()
-	return Update{Change: c.clone(), Outcome: e.out, Before: before, After: after, Plan: g.plan(c, before, after)}, nil
+	return Update{Change: c.clone(), Outcome: e.out, Before: before, After: after, Plan: g.plan(c, local, before, after)}, nil
 }
 
 // refold folds every change again from the create.
@@ -299,13 +310,14 @@ func (g *Group) advance() {
 	}
 }
 
-// plan completes PlanFor with the messages that carry changes.
-func (g *Group) plan(c *Change, before, after *State) Plan {
+// plan completes PlanFor with the messages that carry changes. Only the replica that made
+// a change sends it: one of me's other devices receiving it sends nothing again.
+func (g *Group) plan(c *Change, local bool, before, after *State) Plan {
 	p := PlanFor(g.me, before, after)
 	if p.Left && (before == nil || !before.IsMember(g.me)) {
 		return p
 	}
-	mine := c != nil && c.Author == g.me && g.byID[c.ID].out.Status == StatusApplied
+	mine := local && g.byID[c.ID].out.Status == StatusApplied
 	if mine {
 		// Everyone who was or is a member hears of it: a removed member learns it was removed.
 		p.SendChangeTo = others(g.me, union(membersOf(before), after.Members))
@@ -337,7 +349,7 @@ func Create(r io.Reader, me uuid.UUID, title string, members []uuid.UUID) (*Grou
 	if err := readChangeID(r, c); err != nil {
 		return nil, Update{}, err
 	}
-	return New(me, me, c)
+	return newReplica(me, me, c, true)
 }
 
 func readChangeID(r io.Reader, c *Change) error {
@@ -366,7 +378,7 @@ func (g *Group) propose(r io.Reader, kind Kind, title string, members []uuid.UUI
 	if err := readChangeID(r, c); err != nil {
 		return Update{}, err
 	}
-	return g.Receive(g.me, c)
+	return g.receive(g.me, c, true)
 }
 
 // Rename sets the title. Admins only. Randomness for the change id comes from r

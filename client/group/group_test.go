@@ -405,3 +405,31 @@ func TestWorkedExample(t *testing.T) {
 		}
 	}
 }
+
+// TestOtherDevice: a change made on another of my devices arrives over my own account's
+// session; this device applies it and does not send it again.
+func TestOtherDevice(t *testing.T) {
+	r := seeded(10)
+	phone, u, err := Create(r, acct(1), "friends", []uuid.UUID{acct(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	laptop, ul, err := New(acct(1), acct(1), u.Change)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u.Plan.SendChangeTo) == 0 || len(ul.Plan.SendChangeTo) != 0 {
+		t.Errorf("create: maker sends to %v, other device to %v; want only the maker to send", u.Plan.SendChangeTo, ul.Plan.SendChangeTo)
+	}
+	ua, err := phone.Add(r, acct(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ub := receive(t, laptop, ua.Change)
+	if len(ub.Plan.SendChangeTo) != 0 || len(ub.Plan.SendHistoryTo) != 0 {
+		t.Errorf("other device's plan %+v, want no change or history to send", ub.Plan)
+	}
+	if !slices.Equal(ub.Plan.SendDistributionTo, []uuid.UUID{acct(3)}) {
+		t.Errorf("other device's SendDistributionTo = %v, want the newcomer (its own chain)", ub.Plan.SendDistributionTo)
+	}
+}

@@ -6,8 +6,9 @@ import (
 	"github.com/google/uuid"
 )
 
-// Plan is what the member me must send after a change, as the client executes it. Sender
-// keys are per account here; the client sends to every device of each account named.
+// Plan is what the member me must send after a change, as the client executes it. It
+// names accounts; the client sends to every device of each, and sends what goes to
+// everyone (a change, a new chain) to me's own other devices as well.
 type Plan struct {
 	// Left: me is not a member of the new state. Send nothing more to the group.
 	Left bool
@@ -19,7 +20,8 @@ type Plan struct {
 	// SendDistributionTo: the accounts that need me's current distribution message for
 	// After.DistributionID: everyone after a rotation, only newcomers otherwise.
 	SendDistributionTo []uuid.UUID
-	// SendChangeTo: me made the change; send it to every account that was or is a member.
+	// SendChangeTo: this replica made the change (with [Create] or a [Group] method);
+	// send it to every account that was or is a member.
 	SendChangeTo []uuid.UUID
 	// SendHistoryTo: me added these accounts; send them [Group.History].
 	SendHistoryTo []uuid.UUID
