@@ -177,8 +177,9 @@ func (c *Client) connection(ctx context.Context, drain bool, onStored func() err
 		defer ws.PutReader(br)
 	}
 	ctrl := wsutil.ControlFrameHandler(conn, ws.StateClientSide)
-	// Frames are at most about 512 KiB (docs/api.md); 2 MiB leaves room and no more.
-	rd := &wsutil.Reader{Source: src, State: ws.StateClientSide, MaxFrameSize: 2 << 20, OnIntermediate: ctrl}
+	// Frames are at most about 512 KiB (docs/api.md); 2 MiB, also for a fragmented
+	// message as a whole, leaves room and no more.
+	rd := &wsutil.Reader{Source: src, State: ws.StateClientSide, MaxFrameSize: 2 << 20, MaxMessageSize: 2 << 20, OnIntermediate: ctrl}
 	for {
 		// The server pings every 30 s: silence for much longer means a dead peer.
 		conn.SetReadDeadline(time.Now().Add(95 * time.Second))
