@@ -61,6 +61,7 @@ func TestCreateInvalid(t *testing.T) {
 		info Info
 	}{
 		{"bad handle", Info{Handle: "ab", Title: "t"}},
+		{"handle with its @", Info{Handle: "@abcdef", Title: "t"}},
 		{"no title", Info{Handle: "abcdef"}},
 		{"long title", Info{Handle: "abcdef", Title: strings.Repeat("x", MaxTitleLen+1)}},
 		{"long description", Info{Handle: "abcdef", Title: "t", Description: strings.Repeat("x", MaxDescriptionLen+1)}},
@@ -170,6 +171,9 @@ func TestParsePostMalformed(t *testing.T) {
 			return append(b, make([]byte, SignatureSize)...)
 		})},
 		{"no signer", mod(text, set(66, make([]byte, 32)...))},
+		{"identity signer", mod(text, set(66, append([]byte{1}, make([]byte, 31)...)...))},
+		{"signer off the curve", mod(text, set(66, bytes.Repeat([]byte{0xff}, 32)...))},
+		{"small-order delegate", mod(deleg, set(headerSize+5, append([]byte{1}, make([]byte, 31)...)...))},
 		{"delegation reaching back", mod(deleg, set(headerSize+5+32, u64(2)...))},
 		{"delegation ending at its start", mod(deleg, set(headerSize+5+40, u64(3)...))},
 		{"delegation to the zero key", mod(deleg, set(headerSize+5, make([]byte, 32)...))},

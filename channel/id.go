@@ -78,18 +78,26 @@ type Handle string
 // ParseHandle validates a handle, with or without its leading '@'.
 func ParseHandle(s string) (Handle, error) {
 	name := strings.TrimPrefix(s, "@")
+	if err := validHandle(name); err != nil {
+		return "", err
+	}
+	return Handle(name), nil
+}
+
+// validHandle checks a handle without its '@'.
+func validHandle(name string) error {
 	if len(name) < MinHandleLen || len(name) > MaxHandleLen {
-		return "", fmt.Errorf("%w: %d characters, want %d to %d", ErrInvalidHandle, len(name), MinHandleLen, MaxHandleLen)
+		return fmt.Errorf("%w: %d characters, want %d to %d", ErrInvalidHandle, len(name), MinHandleLen, MaxHandleLen)
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		switch {
 		case c >= 'a' && c <= 'z', c == '_' && i > 0, c >= '0' && c <= '9' && i > 0:
 		default:
-			return "", fmt.Errorf("%w: character %d", ErrInvalidHandle, i+1)
+			return fmt.Errorf("%w: character %d", ErrInvalidHandle, i+1)
 		}
 	}
-	return Handle(name), nil
+	return nil
 }
 
 // String returns the handle with its '@'.
@@ -115,7 +123,7 @@ type Info struct {
 
 // validate checks the fields of an Info.
 func (in *Info) validate() error {
-	if _, err := ParseHandle(string(in.Handle)); err != nil {
+	if err := validHandle(string(in.Handle)); err != nil {
 		return err
 	}
 	if in.Title == "" || len(in.Title) > MaxTitleLen || !utf8.ValidString(in.Title) {

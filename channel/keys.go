@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/subtle"
@@ -8,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"filippo.io/edwards25519"
 )
 
 // PublicKeySize is the size of a channel signing key's public half (RFC 8032).
@@ -62,18 +65,30 @@ type PublicKey struct {
 	k [PublicKeySize]byte
 }
 
-// NewPublicKey validates a 32-byte Ed25519 public key. It refuses the all-zero
-// value, which is the "no key" marker of the encodings.
+// NewPublicKey validates a 32-byte Ed25519 public key: it must be the canonical
+// encoding of a point on the curve, not of small order. A small-order key (the identity, say) verifies
+// signatures anyone can make for any message, so an owner must not be able to
+// delegate one, even by mistake.
 func NewPublicKey(b []byte) (PublicKey, error) {
 	var p PublicKey
 	if len(b) != PublicKeySize {
 		return p, ErrInvalidKey
 	}
 	copy(p.k[:], b)
-	if p.IsZero() {
-		return p, ErrInvalidKey
+	if !p.valid() {
+		return PublicKey{}, ErrInvalidKey
 	}
 	return p, nil
+}
+
+// valid reports whether p is the canonical encoding of a point of more than small
+// order. Canonical only, so that one key has one encoding and one identity.
+func (p PublicKey) valid() bool {
+	pt, err := new(edwards25519.Point).SetBytes(p.k[:])
+	if err != nil || !bytes.Equal(pt.Bytes(), p.k[:]) {
+		return false
+	}
+	return new(edwards25519.Point).MultByCofactor(pt).Equal(edwards25519.NewIdentityPoint()) != 1
 }
 
 // Bytes returns a copy of the 32-byte key.

@@ -26,7 +26,9 @@ func TestKeys(t *testing.T) {
 	if _, err := NewSigningKey(seed[:31]); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("NewSigningKey(31 bytes) = %v, want ErrInvalidKey", err)
 	}
-	for _, in := range [][]byte{nil, make([]byte, 32), make([]byte, 33)} {
+	identity := append([]byte{1}, make([]byte, 31)...)
+	order4 := append(make([]byte, 31), 0x80) // y = 0: (±sqrt(-1), 0), of order 4
+	for _, in := range [][]byte{nil, make([]byte, 32), make([]byte, 33), identity, order4, bytes.Repeat([]byte{0xff}, 32)} {
 		if _, err := NewPublicKey(in); !errors.Is(err, ErrInvalidKey) {
 			t.Errorf("NewPublicKey(%x) = %v, want ErrInvalidKey", in, err)
 		}

@@ -198,8 +198,8 @@ func ParsePost(b []byte) (*Post, error) {
 
 // check enforces the shape rules of each kind, for Sign and ParsePost alike.
 func (p *Post) check() error {
-	if p.signer.IsZero() {
-		return fmt.Errorf("%w: no signer", ErrMalformed)
+	if !p.signer.valid() {
+		return fmt.Errorf("%w: signer key", ErrMalformed)
 	}
 	if p.withheld && !p.kind.content() {
 		return fmt.Errorf("%w: a %v post cannot be withheld", ErrMalformed, p.kind)
