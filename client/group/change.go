@@ -246,12 +246,13 @@ func (c *Change) clone() *Change {
 //	message History { repeated bytes change = 1; }
 
 // NewHistory parses a group's history as [Group.History] writes it: changes of one group,
-// its create first, in order, without repeats, at most [MaxChanges].
+// its one create first, in order, no change id twice, at most [MaxChanges].
 func NewHistory(b []byte) ([]*Change, error) {
 	if len(b) == 0 || b[0] != version {
 		return nil, fmt.Errorf("%w: unknown version", ErrInvalidEncoding)
 	}
 	var cs []*Change
+	ids := map[ChangeID]bool{}
 	rest := b[1:]
 	for len(rest) > 0 {
 		num, typ, n := protowire.ConsumeTag(rest)
@@ -276,6 +277,10 @@ func NewHistory(b []byte) ([]*Change, error) {
 		if len(cs) > 0 && (c.Group != cs[0].Group || cs[len(cs)-1].compare(c) >= 0) {
 			return nil, fmt.Errorf("%w: change %d out of order or of another group", ErrInvalidEncoding, len(cs))
 		}
+		if ids[c.ID] {
+			return nil, fmt.Errorf("%w: change id %d repeated", ErrInvalidEncoding, len(cs))
+		}
+		ids[c.ID] = true
 		cs = append(cs, c)
 	}
 	if len(cs) == 0 {

@@ -141,6 +141,7 @@ func TestStrictParsers(t *testing.T) {
 		{"history without create", parseHistory, appendHistory(nil, cs[1:])},
 		{"history out of order", parseHistory, appendHistory(nil, []*Change{cs[0], cs[2], cs[1]})},
 		{"history with two creates", parseHistory, appendHistory(nil, []*Change{cs[0], changeOf(cs[0], func(c *Change) { c.ID[0]++ })})},
+		{"history repeated change id", parseHistory, appendHistory(nil, []*Change{cs[0], cs[1], changeOf(cs[2], func(c *Change) { c.ID = cs[1].ID })})},
 		{"history repeated change", parseHistory, appendHistory(nil, []*Change{cs[0], cs[1], cs[1]})},
 	}
 	for _, tt := range tests {
