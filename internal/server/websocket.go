@@ -295,6 +295,9 @@ func closeReply(p []byte) ws.StatusCode {
 
 // handle processes one client message: an ack.
 func (c *wsConn) handle(p []byte) (ws.StatusCode, string) {
+	if ids, ok := parseAck(p); ok {
+		return c.ack(ids)
+	}
 	var f api.Frame
 	dec := json.NewDecoder(bytes.NewReader(p))
 	dec.DisallowUnknownFields()
@@ -308,10 +311,15 @@ func (c *wsConn) handle(p []byte) (ws.StatusCode, string) {
 	case f.Type != api.FrameAck || serverOnly || f.RequestID != 0 || f.Destination != nil || f.Messages != nil:
 		return ws.StatusUnsupportedData, `clients send only "ack" and "send" frames, with their own fields`
 	}
-	if len(f.IDs) > wsMaxAckIDs {
+	return c.ack(f.IDs)
+}
+
+// ack handles an ack frame's ids.
+func (c *wsConn) ack(ids []uuid.UUID) (ws.StatusCode, string) {
+	if len(ids) > wsMaxAckIDs {
 		return ws.StatusPolicyViolation, fmt.Sprintf("at most %d ids per ack", wsMaxAckIDs)
 	}
-	if len(f.IDs) == 0 {
+	if len(ids) == 0 {
 		return 0, ""
 	}
 	// The delete runs beside the reader, so that the acks of several frames (and of
@@ -332,14 +340,14 @@ func (c *wsConn) handle(p []byte) (ws.StatusCode, string) {
 	go func() {
 		defer c.ackWG.Done()
 		defer func() { <-c.acks }()
-		if err := c.s.store.Ack(context.WithoutCancel(c.ctx), c.account, c.device, f.IDs); err != nil {
+		if err := c.s.store.Ack(context.WithoutCancel(c.ctx), c.account, c.device, ids); err != nil {
 			c.s.log.Error("ack failed", "err", err)
 			c.close(ws.StatusInternalServerError, "internal error")
 		}
 	}()
 	n := 0
 	c.mu.Lock()
-	for _, id := range f.IDs {
+	for _, id := range ids {
 		if _, ok := c.inflight[id]; ok {
 			delete(c.inflight, id)
 			n++
