@@ -115,7 +115,7 @@ type Change struct {
 	Members []uuid.UUID
 }
 
-// key orders changes: by base revision, then kind (grants before removals), then author,
+// compare orders changes: by base revision, then kind (grants before removals), then author,
 // then change id. Every member folds its set of changes in this order.
 func (c *Change) compare(o *Change) int {
 	if c.Base != o.Base {
@@ -190,7 +190,8 @@ func checkTitle(t string) error {
 	return nil
 }
 
-// Bytes returns the change's canonical encoding.
+// Bytes returns the change's canonical encoding. It encodes c as it is: [NewChange] takes
+// it back only if c is a valid change (as every change a Group method makes is).
 func (c *Change) Bytes() []byte {
 	b := []byte{version}
 	b = appendBytes(b, 1, c.Group[:])

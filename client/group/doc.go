@@ -4,6 +4,10 @@
 // calls for. It has no I/O and no clock: the client persists [Group.History], carries
 // each [Change] inside its 1:1 sessions and executes each [Plan].
 //
+// It implements docs/groups.md (issue 8), Bastion's own design: Signal's groups keep an
+// encrypted group state on the server, and Bastion keeps none there. Only the sender
+// keys follow a spec, libsignal's, in package protocol/senderkey.
+//
 // A group is a 32-byte random id, a title, members and admins (account ids), a revision
 // and a sender-key epoch with its distribution id ([State]). Its creator is its first
 // admin. Admins add, remove and promote members and rename the group; any member leaves.
