@@ -20,8 +20,6 @@ func samples() map[string]message {
 		"SignalMessage": &SignalMessage{RatchetKey: k, Counter: 7, PreviousCounter: 3, Ciphertext: []byte("ct"), Addresses: make([]byte, 36)},
 		"PreKeySignalMessage": &PreKeySignalMessage{RegistrationID: 42, PreKeyID: 1, HasPreKeyID: true, SignedPreKeyID: 2,
 			KyberPreKeyID: 3, HasKyberPreKeyID: true, KyberCiphertext: []byte{8, 1}, BaseKey: k, IdentityKey: k, Message: []byte{0x44, 1}},
-		"SenderKeyMessage":             &SenderKeyMessage{DistributionID: make([]byte, 16), ChainID: 1, Iteration: 2, Ciphertext: []byte("x")},
-		"SenderKeyDistributionMessage": &SenderKeyDistributionMessage{DistributionID: make([]byte, 16), ChainID: 1, ChainKey: make([]byte, 32), SigningKey: k},
 		"Record": &Record{Current: &Session{SessionVersion: 4, RootKey: []byte("r"), PreviousCounter: 2,
 			SenderChain:        &Chain{SenderRatchetKey: k, SenderRatchetKeyPrivate: []byte("p"), ChainKey: &ChainKey{Index: 3, Key: []byte("c")}},
 			ReceiverChains:     []Chain{{SenderRatchetKey: k, ChainKey: &ChainKey{Key: []byte("c")}, MessageKeys: []MessageKey{{Index: 1, Seed: []byte("s")}, {Index: 0, Seed: []byte("t")}}}},
@@ -126,16 +124,6 @@ func FuzzSignalMessage(f *testing.F) {
 func FuzzPreKeySignalMessage(f *testing.F) {
 	seed(f, "PreKeySignalMessage", "prekeysignalmessage", 1, 0)
 	f.Fuzz(func(t *testing.T, b []byte) { fuzzRoundTrip(t, "PreKeySignalMessage", b) })
-}
-
-func FuzzSenderKeyMessage(f *testing.F) {
-	seed(f, "SenderKeyMessage", "senderkeymessage", 1, 64)
-	f.Fuzz(func(t *testing.T, b []byte) { fuzzRoundTrip(t, "SenderKeyMessage", b) })
-}
-
-func FuzzSenderKeyDistributionMessage(f *testing.F) {
-	seed(f, "SenderKeyDistributionMessage", "senderkeydistributionmessage", 1, 0)
-	f.Fuzz(func(t *testing.T, b []byte) { fuzzRoundTrip(t, "SenderKeyDistributionMessage", b) })
 }
 
 func FuzzRecord(f *testing.F) {
