@@ -160,6 +160,7 @@ func TestParsePostMalformed(t *testing.T) {
 		{"body form 2", mod(text, set(headerSize, 2))},
 		{"time past 2^63", mod(text, set(58, 0x80))},
 		{"post at sequence 0", mod(text, set(18, u64(0)...))},
+		{"post at sequence 2^62", mod(text, set(18, u64(MaxSeq)...))},
 		{"genesis at sequence 1", mod(genesis, set(18, u64(1)...))},
 		{"genesis of another channel", mod(genesis, set(2, 0xff))},
 		{"genesis with a previous hash", mod(genesis, set(26, 1))},

@@ -66,6 +66,8 @@ const (
 	// MaxBodySize bounds a body: a post must fit one 96 KiB delivery envelope with
 	// room for framing; pictures and files travel as attachments.
 	MaxBodySize = 64 << 10
+	// MaxSeq bounds sequence numbers.
+	MaxSeq = 1 << 62
 	// MaxPostSize is the largest encoded post.
 	MaxPostSize = headerSize + 1 + 4 + MaxBodySize + SignatureSize
 
@@ -206,6 +208,11 @@ func (p *Post) check() error {
 	}
 	if len(p.body) > MaxBodySize {
 		return fmt.Errorf("%w: body of %d bytes, limit %d", ErrMalformed, len(p.body), MaxBodySize)
+	}
+	// No channel reaches 2^62 posts; refusing larger numbers keeps seq+1 and the
+	// gaps a Verifier reports from overflowing.
+	if p.seq >= MaxSeq {
+		return fmt.Errorf("%w: sequence number %d", ErrMalformed, p.seq)
 	}
 	if (p.seq == 0) != (p.kind == KindGenesis) {
 		return fmt.Errorf("%w: %v post at sequence %d", ErrMalformed, p.kind, p.seq)

@@ -211,13 +211,11 @@ func (v *Verifier) accept(p *Post, n *Notice) (Result, error) {
 	// (a Verifier started from a head does not know what came before it).
 	switch p.kind {
 	case KindEdit, KindDelete:
-		if t, ok := v.entries[p.ref]; ok && t.kind != 0 {
-			if t.kind != KindPost {
-				return res, postErr(p.seq, ErrInvalidEntry, "%v of a %v post", p.kind, t.kind)
-			}
-			if v.deleted[p.ref] {
-				return res, postErr(p.seq, ErrInvalidEntry, "%v of deleted post %d", p.kind, p.ref)
-			}
+		if t, ok := v.entries[p.ref]; ok && t.kind != 0 && t.kind != KindPost {
+			return res, postErr(p.seq, ErrInvalidEntry, "%v of a %v post", p.kind, t.kind)
+		}
+		if v.deleted[p.ref] {
+			return res, postErr(p.seq, ErrInvalidEntry, "%v of deleted post %d", p.kind, p.ref)
 		}
 	case KindDelegate:
 		if len(v.grants) >= MaxGrants {
