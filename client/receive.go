@@ -41,6 +41,9 @@ type Message struct {
 	// Undecryptable reports that a message from this sender arrived but could not be
 	// decrypted (its session was lost or broken): it has no text; ask for it again.
 	Undecryptable bool `json:"undecryptable,omitempty"`
+	// FromOperator marks a notice from the service's operator (a lawful-request notice,
+	// a market withdrawal), signed by the server; From is then the nil account.
+	FromOperator bool `json:"from_operator,omitempty"`
 	// SentTo is set on a copy of a message this account sent from another device.
 	SentTo uuid.UUID `json:"sent_to,omitzero"`
 }
@@ -285,6 +288,9 @@ func (c *Client) handleEnvelope(ctx context.Context, root *curve.PublicKey, e ap
 		_, err := q.ExecContext(ctx, "INSERT OR IGNORE INTO seen (id, expires_ms) VALUES (?, ?)", e.ID.String(), expires)
 		return wrap("recording envelope", err)
 	}
+	if text, ok := c.openNotice(ctx, e.Body); ok {
+		return true, c.storeNotice(ctx, e, text, markSeen)
+	}
 	o, err := c.openBody(root, e.Body, time.UnixMilli(e.ServerTime))
 	if err != nil {
 		c.log.Debug("envelope body does not open")
@@ -411,6 +417,7 @@ func (c *Client) unshown(ctx context.Context) ([]Message, error) {
 			if m.From, err = uuid.Parse(acct); err != nil {
 				return fmt.Errorf("stored message sender: %w", err)
 			}
+			m.FromOperator = m.From == uuid.Nil
 			raw, err := c.seal.open(enc, "message/"+id)
 			if err != nil {
 				return err

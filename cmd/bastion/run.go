@@ -368,6 +368,10 @@ func (c *cli) printMessage(m client.Message) error {
 		return err
 	}
 	when := m.SentAt.Local().Format(time.DateTime)
+	if m.FromOperator {
+		_, err := fmt.Fprintf(c.stdout, "[%s] Notice from the service operator (signed by the server): %s\n", when, m.Text)
+		return err
+	}
 	if m.SentTo != [16]byte{} {
 		fmt.Fprintf(c.stdout, "[%s] you (other device) to %s: %s\n", when, m.SentTo, m.Text)
 		return nil
