@@ -72,7 +72,13 @@ func envName(flagName string) string {
 func serveFlags(cfg *server.Config, logLevel *slog.Level) *flag.FlagSet {
 	fs := flag.NewFlagSet("bastiond serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "`address` to listen on (host:port)")
-	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data `directory`: the SQLite database and the certificate cache")
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data `directory`: the SQLite database, the key files every node shares, the legal desk and the certificate cache")
+	fs.StringVar(&cfg.Store, "store", cfg.Store,
+		"database: sqlite (in --data) or a postgres://user@host/db `URL` shared by several nodes")
+	fs.StringVar(&cfg.NATS, "nats", cfg.NATS,
+		"NATS `URL` (comma-separated for a cluster) carrying wake-ups between nodes; needs a postgres --store")
+	fs.BoolVar(&cfg.LegalDesk, "legal-desk", cfg.LegalDesk,
+		"run the lawful-request desk here; of several nodes exactly one does (set false on the others)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "TLS certificate chain `file` (PEM)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "TLS private key `file` (PEM)")
 	fs.StringVar(&cfg.AutocertDomain, "autocert-domain", cfg.AutocertDomain,

@@ -41,6 +41,18 @@ func TestParseServe(t *testing.T) {
 		{"bad environment value", nil, map[string]string{"BASTION_QUEUE_TTL": "a month"}, nil, "BASTION_QUEUE_TTL"},
 		{"plain HTTP off loopback", []string{"--listen", ":8080"}, nil, nil, "not loopback"},
 		{"webhook needs a URL", []string{"--sms", "webhook"}, nil, nil, "sms-webhook-url"},
+		{"postgres and NATS", []string{"--store", "postgres://bastion@127.0.0.1/bastion", "--nats", "nats://127.0.0.1:4222", "--legal-desk=false"}, nil,
+			func(c server.Config, _ slog.Level) bool {
+				return c.Store == "postgres://bastion@127.0.0.1/bastion" && c.NATS == "nats://127.0.0.1:4222" && !c.LegalDesk
+			}, ""},
+		{"store from environment", nil, map[string]string{"BASTION_STORE": "postgresql:///bastion", "BASTION_NATS": "nats://127.0.0.1:4222"},
+			func(c server.Config, _ slog.Level) bool {
+				return c.PostgresStore() && c.NATS == "nats://127.0.0.1:4222" && c.LegalDesk
+			}, ""},
+		{"explicit sqlite", []string{"--store", "sqlite"}, nil,
+			func(c server.Config, _ slog.Level) bool { return !c.PostgresStore() }, ""},
+		{"NATS with SQLite", []string{"--nats", "nats://127.0.0.1:4222"}, nil, nil, "needs a PostgreSQL --store"},
+		{"unknown store", []string{"--store", "mysql://u:secret@h/db"}, nil, nil, "mysql://..."},
 		{"stray argument", []string{"now"}, nil, nil, "unexpected argument"},
 		{"unknown flag", []string{"--frobnicate"}, nil, nil, "not defined"},
 	}

@@ -15,8 +15,19 @@ import (
 // Config is everything bastiond serve can be told. [DefaultConfig] holds every default in
 // one place; cmd/bastiond maps each field to a flag and a BASTION_* variable.
 type Config struct {
-	Listen         string // host:port
-	DataDir        string // SQLite database, autocert cache
+	Listen  string // host:port
+	DataDir string // SQLite database, key files, legal desk, autocert cache
+	// Store selects the database: "" or "sqlite" for SQLite in DataDir (one node), or a
+	// postgres:// (postgresql://) URL that several nodes share.
+	Store string
+	// NATS is the URL (comma-separated for a cluster) of the NATS server that carries
+	// wake-ups between nodes; only with a PostgreSQL store. Empty: wake-ups stay in this
+	// process.
+	NATS string
+	// LegalDesk runs the lawful-request desk (its own SQLite database in DataDir) in this
+	// process. Of several nodes exactly one runs it; the others answer its endpoints
+	// with 404 and do not see market withdrawals (docs/operations.md).
+	LegalDesk      bool
 	TLSCert        string // PEM certificate chain file
 	TLSKey         string // PEM private key file
 	AutocertDomain string // obtain certificates from Let's Encrypt for this name
@@ -64,6 +75,7 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:          "127.0.0.1:8080",
 		DataDir:         "./bastion-data",
+		LegalDesk:       true,
 		SMS:             "dev",
 		QueueTTL:        30 * 24 * time.Hour, // DESIGN.md: 30-day queue TTL
 		IPRetentionDays: 7,
@@ -103,6 +115,16 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("data directory is empty")
+	}
+	switch {
+	case c.Store == "" || c.Store == "sqlite":
+		if c.NATS != "" {
+			// A SQLite file cannot be shared between nodes, so there is nobody to wake.
+			return errors.New("--nats needs a PostgreSQL --store: SQLite serves one node only")
+		}
+	case c.PostgresStore():
+	default:
+		return fmt.Errorf("unknown store %q (want sqlite or a postgres:// URL)", redactURL(c.Store))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
@@ -154,6 +176,19 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// PostgresStore reports whether c.Store names a PostgreSQL database.
+func (c *Config) PostgresStore() bool {
+	return strings.HasPrefix(c.Store, "postgres://") || strings.HasPrefix(c.Store, "postgresql://")
+}
+
+// redactURL drops anything after the scheme, since a store URL may carry a password.
+func redactURL(s string) string {
+	if scheme, _, ok := strings.Cut(s, "://"); ok {
+		return scheme + "://..."
+	}
+	return s
 }
 
 // TLS reports whether the server terminates TLS itself.

@@ -18,7 +18,11 @@ import (
 
 	"golang.org/x/crypto/acme/autocert"
 
+	"github.com/bastionchat/bastion/internal/bus"
+	"github.com/bastionchat/bastion/internal/store"
+	"github.com/bastionchat/bastion/internal/store/postgres"
 	"github.com/bastionchat/bastion/internal/store/sqlite"
+	"github.com/bastionchat/bastion/internal/translog"
 )
 
 // Run serves cfg until ctx is done, then shuts down gracefully: it stops accepting,
@@ -38,11 +42,20 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "bastion.db"), logger.With("component", "store"))
+	st, ktLog, err := openStore(ctx, cfg, logger.With("component", "store"))
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	var notifier Notifier
+	if cfg.NATS != "" {
+		nb, err := bus.Connect(cfg.NATS, bus.Options{Logger: logger.With("component", "bus")})
+		if err != nil {
+			return fmt.Errorf("connecting to NATS: %w", err)
+		}
+		defer nb.Close()
+		notifier = nb
+	}
 	certs, err := LoadCertificateKeys(cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("loading sealed sender keys: %w", err)
@@ -51,16 +64,18 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("loading key transparency keys: %w", err)
 	}
-	s, err := New(cfg, Options{Store: st, SMS: sms, Logger: logger, Certificates: certs,
-		KT: KTOptions{Keys: ktKeys, Storage: st.KTLog()}})
+	s, err := New(cfg, Options{Store: st, SMS: sms, Notifier: notifier, Logger: logger, Certificates: certs,
+		KT: KTOptions{Keys: ktKeys, Storage: ktLog}})
 	if err != nil {
 		return err
 	}
-	stopLegal, err := s.StartLegal(ctx)
-	if err != nil {
-		return fmt.Errorf("starting the legal desk: %w", err)
+	if cfg.LegalDesk {
+		stopLegal, err := s.StartLegal(ctx)
+		if err != nil {
+			return fmt.Errorf("starting the legal desk: %w", err)
+		}
+		defer stopLegal()
 	}
-	defer stopLegal()
 
 	hs := &http.Server{
 		Handler: s.Handler(),
@@ -98,6 +113,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		ln = tls.NewListener(ln, hs.TLSConfig)
 	}
 	logger.Info("serving", "listen", ln.Addr().String(), "tls", cfg.TLS(), "sms", cfg.SMS,
+		"store", storeKind(cfg), "nats", cfg.NATS != "", "legal_desk", cfg.LegalDesk,
 		"queue_ttl", cfg.QueueTTL.String(), "ip_retention_days", cfg.IPRetentionDays)
 
 	jctx, stopJanitor := context.WithCancel(context.Background())
@@ -127,6 +143,35 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// closingStore is a store that Run closes on the way out.
+type closingStore interface {
+	store.Store
+	Close() error
+}
+
+// openStore opens the store cfg names and the key transparency log's storage in it.
+func openStore(ctx context.Context, cfg Config, logger *slog.Logger) (closingStore, translog.Storage, error) {
+	if cfg.PostgresStore() {
+		st, err := postgres.Open(ctx, cfg.Store, logger)
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, st.KTLog(), nil
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "bastion.db"), logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, st.KTLog(), nil
+}
+
+func storeKind(cfg Config) string {
+	if cfg.PostgresStore() {
+		return "postgres"
+	}
+	return "sqlite"
 }
 
 func newSMS(cfg Config) (SMS, error) {
