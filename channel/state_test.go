@@ -93,3 +93,30 @@ func FuzzUnmarshalVerifier(f *testing.F) {
 		}
 	})
 }
+
+func TestForget(t *testing.T) {
+	f := newFixture(t)
+	f.posts(f.owner, 5)
+	f.publish(f.owner, Draft{Kind: KindDelete, Ref: 2}) // 6
+	v := f.subscriber()
+	wantOK(t, "AcceptPage", second(v.AcceptPage(f.server.page(1, 6), nil)))
+	v.Forget(5)
+	if got := len(v.entries); got != 3 { // the genesis, 5 and 6
+		t.Errorf("Forget(5) kept %d posts, want 3", got)
+	}
+	for _, s := range []uint64{1, 2, 3, 4} {
+		if _, ok := v.entries[s]; ok {
+			t.Errorf("Forget(5) kept post %d", s)
+		}
+	}
+	wantErr(t, "Accept(3) after Forget", second(v.Accept(f.server.get(3))), ErrReordered)
+	wantErr(t, "Accept(5) after Forget", second(v.Accept(f.server.get(5))), ErrDuplicate)
+	edit, err := v.Next(f.owner, Draft{Kind: KindEdit, Ref: 2, Body: []byte("x"), Time: f.clock})
+	wantOK(t, "Next", err)
+	wantErr(t, "Accept(edit of forgotten deleted post)", second(v.Accept(edit)), ErrInvalidEntry)
+	wantOK(t, "AcceptPage(7)", second(v.AcceptPage([]*Post{f.text(f.owner, "seven")}, nil)))
+	b, _ := v.MarshalBinary()
+	if _, err := UnmarshalVerifier(b); err != nil {
+		t.Errorf("UnmarshalVerifier(after Forget) = %v", err)
+	}
+}

@@ -134,6 +134,19 @@ func (v *Verifier) Fresh() time.Time {
 	return time.UnixMilli(v.fresh).UTC()
 }
 
+// Forget drops what the Verifier holds about posts before seq, apart from the
+// genesis and the newest post, to bound its memory (a server with many long
+// channels, say). Afterwards a post before seq is refused with [ErrReordered]
+// instead of being compared (no fork detection there), and an edit or delete of
+// one is checked only against the deletes the Verifier knows of.
+func (v *Verifier) Forget(before uint64) {
+	for s := range v.entries {
+		if s != 0 && s < before && s != v.last {
+			delete(v.entries, s)
+		}
+	}
+}
+
 // Next signs d as the next post after the newest accepted one. It does not accept
 // it: the signer submits it to the server and accepts it as any subscriber does.
 func (v *Verifier) Next(key *SigningKey, d Draft) (*Post, error) {
