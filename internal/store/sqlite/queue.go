@@ -103,7 +103,9 @@ func (s *Store) Pending(ctx context.Context, account uuid.UUID, device uint32, a
 		return nil, fmt.Errorf("reading queue: %w", err)
 	}
 	defer rows.Close()
-	envs := make([]store.Envelope, 0, min(limit, 256))
+	// Small to start: a live connection usually reads one or two envelopes, and a slice
+	// sized for the limit (a few KiB) per read was most of the garbage of a delivery.
+	envs := make([]store.Envelope, 0, min(limit, 4))
 	for rows.Next() {
 		e := store.Envelope{Account: account, Device: device}
 		var idb []byte
