@@ -298,6 +298,9 @@ func (c *wsConn) handle(p []byte) (ws.StatusCode, string) {
 	if ids, ok := parseAck(p); ok {
 		return c.ack(ids)
 	}
+	if f, ok := parseSend(p); ok {
+		return c.handleSend(&f)
+	}
 	var f api.Frame
 	dec := json.NewDecoder(bytes.NewReader(p))
 	dec.DisallowUnknownFields()
