@@ -161,3 +161,47 @@ func (s *scanner) base64() []byte {
 	s.p = s.p[2+end:]
 	return b[:n]
 }
+
+// appendEnvelopes writes the envelopes frame for envs exactly as json.Marshal writes
+// api.Frame{Type: "envelopes", Envelopes: ...}, without reflection (a test compares the
+// two byte for byte).
+func appendEnvelopes(b []byte, envs []api.Envelope) []byte {
+	b = append(b, `{"type":"envelopes","envelopes":[`...)
+	for i, e := range envs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"id":"`...)
+		b = appendUUID(b, e.ID)
+		b = append(b, `","server_time":`...)
+		b = strconv.AppendInt(b, e.ServerTime, 10)
+		b = append(b, `,"body":"`...)
+		b = base64.StdEncoding.AppendEncode(b, e.Body)
+		b = append(b, `"}`...)
+	}
+	return append(b, `]}`...)
+}
+
+// appendSendOK writes a successful send_result as json.Marshal writes it.
+func appendSendOK(b []byte, requestID uint64, serverTime int64) []byte {
+	b = append(b, `{"type":"send_result","request_id":`...)
+	b = strconv.AppendUint(b, requestID, 10)
+	b = append(b, `,"status":200,"server_time":`...)
+	b = strconv.AppendInt(b, serverTime, 10)
+	return append(b, '}')
+}
+
+func appendUUID(b []byte, id uuid.UUID) []byte {
+	var s [36]byte
+	const hex = "0123456789abcdef"
+	j := 0
+	for i, c := range id {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			s[j] = '-'
+			j++
+		}
+		s[j], s[j+1] = hex[c>>4], hex[c&0xf]
+		j += 2
+	}
+	return append(b, s[:]...)
+}

@@ -172,3 +172,27 @@ func FuzzParseSend(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendFramesMatchJSON(t *testing.T) {
+	envs := []api.Envelope{
+		{ID: uuid.New(), ServerTime: 1795457221176, Body: []byte("opaque")},
+		{ID: uuid.New(), ServerTime: 0, Body: []byte{}},
+		{ID: uuid.New(), ServerTime: -1, Body: make([]byte, 1000)},
+		{ID: uuid.Nil, ServerTime: 1 << 62, Body: []byte{0xff, 0xfe, 0xfd, 0xfc}},
+	}
+	for n := 1; n <= len(envs); n++ {
+		want, _ := json.Marshal(api.Frame{Type: api.FrameEnvelopes, Envelopes: envs[:n]})
+		if got := appendEnvelopes(nil, envs[:n]); !bytes.Equal(got, want) {
+			t.Errorf("appendEnvelopes(%d envelopes) = %s, want %s", n, got, want)
+		}
+	}
+	for _, tt := range []struct {
+		id uint64
+		at int64
+	}{{1, 1795457221176}, {1<<64 - 1, 7}, {42, -5}} {
+		want, _ := json.Marshal(api.Frame{Type: api.FrameSendResult, RequestID: tt.id, Status: 200, ServerTime: tt.at})
+		if got := appendSendOK(nil, tt.id, tt.at); !bytes.Equal(got, want) {
+			t.Errorf("appendSendOK(%d, %d) = %s, want %s", tt.id, tt.at, got, want)
+		}
+	}
+}

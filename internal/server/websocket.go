@@ -401,7 +401,10 @@ func (c *wsConn) handleSend(f *api.Frame) (ws.StatusCode, string) {
 		var he *httpError
 		switch {
 		case err == nil:
-			res.Status, res.ServerTime = http.StatusOK, at
+			if err := c.write(ws.OpText, appendSendOK(nil, f.RequestID, at)); err != nil {
+				c.close(0, "")
+			}
+			return
 		case errors.As(err, &he):
 			res.Status, res.Error = he.status, &he.body
 		default:
@@ -511,17 +514,14 @@ func (c *wsConn) finishDrain() {
 
 // push writes envelopes in order, cut into frames of about wsFrameBytes.
 func (c *wsConn) push(envs []store.Envelope) error {
-	f := api.Frame{Type: api.FrameEnvelopes}
+	batch := make([]api.Envelope, 0, len(envs))
 	size := 0
 	flush := func() error {
-		if len(f.Envelopes) == 0 {
+		if len(batch) == 0 {
 			return nil
 		}
-		p, err := json.Marshal(f)
-		if err != nil {
-			return err
-		}
-		f.Envelopes, size = f.Envelopes[:0], 0
+		p := appendEnvelopes(make([]byte, 0, 64+size*4/3+len(batch)*100), batch)
+		batch, size = batch[:0], 0
 		return c.write(ws.OpText, p)
 	}
 	for _, e := range envs {
@@ -530,7 +530,7 @@ func (c *wsConn) push(envs []store.Envelope) error {
 				return err
 			}
 		}
-		f.Envelopes = append(f.Envelopes, api.Envelope{ID: e.ID, ServerTime: e.ServerTime.UnixMilli(), Body: e.Body})
+		batch = append(batch, api.Envelope{ID: e.ID, ServerTime: e.ServerTime.UnixMilli(), Body: e.Body})
 		size += len(e.Body)
 	}
 	return flush()
