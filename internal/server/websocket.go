@@ -32,9 +32,14 @@ import (
 const (
 	// wsWindow bounds envelopes sent but not yet acked, so a device that stops acking does
 	// not make the server push its whole queue.
-	wsWindow = 256
-	// wsBatch is how many envelopes one store read returns.
-	wsBatch = 100
+	wsWindow = 1024
+	// wsBatch is the most envelopes one store read returns, wsFirstBatch the most the first
+	// read of a connection returns, and wsReadBytes the body bytes a read aims at: after
+	// each read the next one is sized from the bodies just seen, so that small envelopes
+	// drain in few reads and 96 KiB ones never pin more than about a MiB per connection.
+	wsBatch      = 256
+	wsFirstBatch = 32
+	wsReadBytes  = 1 << 20
 	// wsFrameBytes is the body bytes after which an envelopes frame is cut: clients may
 	// cap their frames, and one 96 KiB body in base64 and JSON is about 130 KB.
 	wsFrameBytes = 256 << 10
@@ -70,6 +75,8 @@ type wsConn struct {
 	windowFull bool
 	ping       *time.Timer
 	unsub      func()
+
+	readSize int // envelopes the drain reads next (drain only; one drain at a time)
 
 	sends chan struct{} // send frames in progress; made on the first send (reader only)
 	acks  chan struct{} // ack deletes in progress; made on the first ack (reader only)
@@ -455,7 +462,11 @@ func (c *wsConn) drain() {
 		after := c.cursor
 		c.mu.Unlock()
 
-		envs, err := c.s.store.Pending(c.ctx, c.account, c.device, after, min(room, wsBatch))
+		if c.readSize == 0 {
+			c.readSize = wsFirstBatch
+		}
+		limit := min(room, c.readSize)
+		envs, err := c.s.store.Pending(c.ctx, c.account, c.device, after, limit)
 		if err != nil {
 			if c.ctx.Err() == nil {
 				c.s.log.Error("reading queue", "err", err)
@@ -465,6 +476,11 @@ func (c *wsConn) drain() {
 			return
 		}
 		if len(envs) > 0 {
+			size := 0
+			for _, e := range envs {
+				size += len(e.Body)
+			}
+			c.readSize = max(1, min(wsBatch, wsReadBytes*len(envs)/max(size, 1)))
 			// Marked in flight before they are written: the ack can race the write.
 			c.mu.Lock()
 			if c.inflight == nil {
@@ -480,7 +496,7 @@ func (c *wsConn) drain() {
 				c.close(0, "")
 				return
 			}
-			if len(envs) == min(room, wsBatch) {
+			if len(envs) == limit {
 				continue // maybe more
 			}
 			// A short read reached the end of the queue: no need to read it again to see
