@@ -409,6 +409,7 @@ func (b *bench) drainMode(ctx context.Context) error {
 	go b.progress("queue", stop)
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	q0, qt0 := b.usage(), time.Now()
 	for i := range b.senders {
 		wg.Go(func() {
 			for next.Add(1) <= int64(b.cfg.drain) && ctx.Err() == nil {
@@ -420,6 +421,9 @@ func (b *bench) drainMode(ctx context.Context) error {
 	}
 	wg.Wait()
 	close(stop)
+	qel, qu := time.Since(qt0), b.usage().since(q0)
+	b.section(fmt.Sprintf("queueing for an offline device, %d senders over %s: %d sends durable in %.2f s: **%.0f msgs/s** durable (no delivery); %s",
+		len(b.senders), b.cfg.transport, b.cfg.drain, qel.Seconds(), float64(b.cfg.drain)/qel.Seconds(), b.cpuLine(qu, int64(b.cfg.drain))))
 	b.inflight.Clear()
 	b.resetCounters()
 	fmt.Fprintf(b.log, "draining %d envelopes ...\n", b.cfg.drain)
