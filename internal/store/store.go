@@ -40,6 +40,7 @@ type Store interface {
 	Queue
 	Verifications
 	ConnLog
+	RateLimits
 	Close() error
 }
 
@@ -197,4 +198,18 @@ type ConnLog interface {
 	Connections(ctx context.Context, account uuid.UUID) ([]Connection, error)
 	// PruneConnections deletes rows whose LastSeen is before t.
 	PruneConnections(ctx context.Context, before time.Time) (int64, error)
+}
+
+// RateLimits holds token buckets that every node shares. A key is an opaque digest the
+// caller derives (the server uses HMAC-SHA256 under a secret kept outside the database),
+// so the store never holds the phone number, address or pair a bucket limits.
+type RateLimits interface {
+	// TakeToken takes one token from key's bucket, which holds at most capacity tokens and
+	// gets one back every refill; a bucket never seen starts full. When none is left it
+	// reports ok false and how long until one is. Concurrent takers, on any node, never
+	// take more tokens than the bucket has.
+	TakeToken(ctx context.Context, key []byte, capacity int, refill time.Duration, now time.Time) (ok bool, retryAfter time.Duration, err error)
+	// PruneRateLimits deletes buckets that were full again before t: they behave exactly
+	// as buckets never seen.
+	PruneRateLimits(ctx context.Context, before time.Time) (int64, error)
 }

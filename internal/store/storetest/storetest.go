@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ExpireBefore", testExpireBefore},
 		{"Verifications", testVerifications},
 		{"ConnLog", testConnLog},
+		{"RateLimits", testRateLimits}, {"RateLimitsConcurrent", testRateLimitsConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
