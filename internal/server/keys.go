@@ -131,7 +131,7 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request, d device) error 
 	}
 	// Per (requester, target) pair: each fetch consumes one-time keys, and a requester
 	// draining someone's keys would degrade their sessions to the last-resort key.
-	if err := s.limit("bundle_pair", s.bundlePair, d.account[:], target[:]); err != nil {
+	if err := s.limit(r.Context(), "bundle_pair", s.bundlePair, d.account[:], target[:]); err != nil {
 		return err
 	}
 	acct, err := s.store.Account(r.Context(), target)
@@ -204,7 +204,7 @@ func (s *Server) lookupNumber(w http.ResponseWriter, r *http.Request, d device) 
 		return newError(http.StatusBadRequest, api.CodeInvalidNumber,
 			"not a valid phone number; give it in international form, e.g. +14155550100")
 	}
-	if err := s.limit("lookup", s.lookup, d.account[:]); err != nil {
+	if err := s.limit(r.Context(), "lookup", s.lookup, d.account[:]); err != nil {
 		return err
 	}
 	acct, err := s.store.AccountByNumber(r.Context(), number)

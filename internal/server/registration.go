@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -74,8 +75,12 @@ func limitKey(a netip.Addr) []byte {
 	return b
 }
 
-func (s *Server) limit(name string, l *limiter, parts ...[]byte) error {
-	if ok, wait := l.allow(parts...); !ok {
+func (s *Server) limit(ctx context.Context, name string, l *limiter, parts ...[]byte) error {
+	ok, wait, err := l.take(ctx, parts...)
+	if err != nil {
+		return err
+	}
+	if !ok {
 		s.metrics.limited.WithLabelValues(name).Inc()
 		return rateLimited(wait)
 	}
@@ -112,13 +117,13 @@ func (s *Server) createVerification(w http.ResponseWriter, r *http.Request) erro
 	if err := s.checkMarket(r.Context(), number); err != nil {
 		return err
 	}
-	if err := s.limit("verify_ip", s.verifyIP, limitKey(clientAddr(r))); err != nil {
+	if err := s.limit(r.Context(), "verify_ip", s.verifyIP, limitKey(clientAddr(r))); err != nil {
 		return err
 	}
-	if err := s.limit("verify_prefix", s.verifyPrefix, []byte("block"), []byte(numberBlock(number))); err != nil {
+	if err := s.limit(r.Context(), "verify_prefix", s.verifyPrefix, []byte("block"), []byte(numberBlock(number))); err != nil {
 		return err
 	}
-	if err := s.limit("verify_number", s.verifyNumber, []byte("number"), []byte(number)); err != nil {
+	if err := s.limit(r.Context(), "verify_number", s.verifyNumber, []byte("number"), []byte(number)); err != nil {
 		return err
 	}
 	code := randomCode()

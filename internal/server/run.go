@@ -64,8 +64,18 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("loading key transparency keys: %w", err)
 	}
+	rlKey, err := LoadRateLimitKey(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("loading rate limit key: %w", err)
+	}
+	// Shared buckets only on PostgreSQL: on SQLite there is one node, and a check in
+	// the store would cost an fsync (ratelimit.go).
+	var shared store.RateLimits
+	if cfg.PostgresStore() {
+		shared = st
+	}
 	s, err := New(cfg, Options{Store: st, SMS: sms, Notifier: notifier, Logger: logger, Certificates: certs,
-		KT: KTOptions{Keys: ktKeys, Storage: ktLog}})
+		KT: KTOptions{Keys: ktKeys, Storage: ktLog}, RateLimitKey: rlKey, RateLimits: shared})
 	if err != nil {
 		return err
 	}
@@ -247,6 +257,11 @@ func (s *Server) janitor(ctx context.Context) {
 	}
 	for _, l := range []*limiter{s.verifyNumber, s.verifyPrefix, s.verifyIP, s.bundlePair, s.lookup} {
 		l.sweep()
+	}
+	if s.lookup.shared != nil { // one table for every limiter
+		if _, err := s.lookup.shared.PruneRateLimits(ctx, now); err != nil {
+			s.logJanitor(ctx, "pruning rate limits", err)
+		}
 	}
 }
 

@@ -8,7 +8,8 @@
 // verification codes only as SHA-256 digests, records the connection log only within the
 // configured window, and logs no phone number, token, key, IP address or
 // sender-recipient pair. Rate limits hold phone numbers, addresses and pairs only as
-// keyed digests in memory.
+// keyed digests, in memory or (shared by the nodes of a PostgreSQL deployment) in the
+// store, under a key the database does not hold.
 //
 // What it does not protect: message confidentiality and authenticity (the clients' Signal
 // Protocol does that; the only cryptography here is checking a prekey's XEdDSA signature,
@@ -82,6 +83,11 @@ type Options struct {
 	Certificates *CertificateKeys
 	// KT is the key transparency log's keys and storage (kt.go).
 	KT KTOptions
+	// RateLimitKey keys the rate limits' digests (ratelimit.go); nil draws one in memory.
+	// RateLimits, if set, holds the buckets instead of this process's memory, shared by
+	// every node that has the same key.
+	RateLimitKey []byte
+	RateLimits   store.RateLimits
 }
 
 // New returns a server over o.Store. cfg must be valid.
@@ -114,14 +120,24 @@ func New(cfg Config, o Options) (*Server, error) {
 	if err := s.initKT(o.KT); err != nil {
 		return nil, err
 	}
-	hashKey := make([]byte, 32)
-	rand.Read(hashKey)
+	hashKey := o.RateLimitKey
+	if hashKey == nil {
+		hashKey = make([]byte, 32)
+		rand.Read(hashKey)
+	}
 	l := cfg.Limits
 	s.verifyNumber = newLimiter(l.VerifyPerNumber, hashKey, s.now)
 	s.verifyPrefix = newLimiter(l.VerifyPerPrefix, hashKey, s.now)
 	s.verifyIP = newLimiter(l.VerifyPerIP, hashKey, s.now)
 	s.bundlePair = newLimiter(l.BundlePerPair, hashKey, s.now)
 	s.lookup = newLimiter(l.LookupPerAcct, hashKey, s.now)
+	if o.RateLimits != nil {
+		s.verifyNumber.share("verify_number", o.RateLimits)
+		s.verifyPrefix.share("verify_prefix", o.RateLimits)
+		s.verifyIP.share("verify_ip", o.RateLimits)
+		s.bundlePair.share("bundle_pair", o.RateLimits)
+		s.lookup.share("lookup", o.RateLimits)
+	}
 	s.metrics = newMetrics()
 	s.routes()
 	return s, nil
