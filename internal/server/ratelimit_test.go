@@ -2,12 +2,15 @@ package server
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,6 +59,59 @@ func TestSharedRateLimits(t *testing.T) {
 	h.clock.Advance(2 * time.Hour)
 	if w := post(a); w.Code != 200 {
 		t.Errorf("request after the window = %d, want 200", w.Code)
+	}
+}
+
+// TestSharedCodeAttempts: wrong codes guessed at once on two nodes sharing limits are, in
+// all, capped at CodeAttempts, and the right code after them is refused.
+func TestSharedCodeAttempts(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	cfg := testConfig()
+	key := bytes.Repeat([]byte{7}, 32)
+	var nodes []http.Handler
+	for range 2 {
+		s, err := New(cfg, Options{Store: h.st, SMS: h.sms, Now: h.clock.Now, RateLimitKey: key, RateLimits: h.st})
+		if err != nil {
+			t.Fatalf("New() = %v", err)
+		}
+		nodes = append(nodes, s.Handler())
+	}
+	do := func(n http.Handler, method, path string, body any) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		n.ServeHTTP(w, httptest.NewRequest(method, path, strings.NewReader(jsonString(body))))
+		return w
+	}
+	const number = "+14155550140"
+	w := do(nodes[0], "POST", "/v1/verification", api.CreateVerificationRequest{Number: number})
+	var v api.VerificationResponse
+	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &v) != nil {
+		t.Fatalf("POST /v1/verification = %d %s, want 200", w.Code, w.Body)
+	}
+	code := h.sms.code(number)
+	wrong := "000000"
+	if code == wrong {
+		wrong = "111111"
+	}
+	path := "/v1/verification/" + v.SessionID + "/code"
+	const guesses = 16
+	var incorrect atomic.Int32
+	var wg sync.WaitGroup
+	for i := range guesses {
+		wg.Go(func() {
+			if w := do(nodes[i%2], "PUT", path, api.SubmitCodeRequest{Code: wrong}); w.Code == http.StatusForbidden {
+				incorrect.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	// Each 403 is a guess that was compared. Racing nodes may both count attempt k and
+	// answer 403 where one would answer 429, but never compare more than the cap.
+	if got, limit := incorrect.Load(), int32(cfg.Limits.CodeAttempts); got > limit {
+		t.Errorf("%d concurrent wrong codes on two nodes got %d \"incorrect code\" answers, want at most %d", guesses, got, limit)
+	}
+	if w := do(nodes[1], "PUT", path, api.SubmitCodeRequest{Code: code}); w.Code != http.StatusTooManyRequests {
+		t.Errorf("right code after the cap = %d %s, want 429", w.Code, w.Body)
 	}
 }
 

@@ -194,7 +194,8 @@ func (s *Server) submitCode(w http.ResponseWriter, r *http.Request) error {
 	}
 	id := r.PathValue("session")
 	// Attempts are read, checked and written under one lock, so concurrent guesses cannot
-	// overrun the cap. (Per process; issue 7 moves this into the shared store.)
+	// overrun the cap. The lock is per process: with shared limits, codeAttempts holds
+	// the cap for every node together.
 	defer s.lockSession(id)()
 	v, err := s.verification(r, id)
 	if err != nil {
@@ -208,6 +209,15 @@ func (s *Server) submitCode(w http.ResponseWriter, r *http.Request) error {
 	capN := s.cfg.Limits.CodeAttempts
 	if v.Attempts >= capN {
 		return s.tooManyAttempts(v)
+	}
+	if s.codeAttempts != nil {
+		ok, _, err := s.codeAttempts.take(r.Context(), []byte(v.ID))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return s.tooManyAttempts(v)
+		}
 	}
 	sum := sha256.Sum256([]byte(req.Code))
 	// Constant-time on the digests: the comparison's timing says nothing about the code.

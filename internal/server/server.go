@@ -62,6 +62,7 @@ type Server struct {
 	creds   credCache   // recently verified credential digests (cache.go)
 
 	verifyNumber, verifyPrefix, verifyIP, bundlePair, lookup *limiter
+	codeAttempts                                             *limiter       // shared limits only: the attempt cap across nodes
 	sessionLocks                                             [64]sync.Mutex // serialise code checks per verification session
 
 	wsMu      sync.Mutex
@@ -137,6 +138,11 @@ func New(cfg Config, o Options) (*Server, error) {
 		s.verifyIP.share("verify_ip", o.RateLimits)
 		s.bundlePair.share("bundle_pair", o.RateLimits)
 		s.lookup.share("lookup", o.RateLimits)
+		// One token per code guessed in a session, one back per refill: a refill longer
+		// than a session lives gives none back, so this caps guesses on all nodes
+		// together, where sessionLocks only serialise one node's.
+		s.codeAttempts = newLimiter(Rate{N: l.CodeAttempts, Per: time.Duration(l.CodeAttempts) * (l.CodeLifetime + time.Second)}, hashKey, s.now)
+		s.codeAttempts.share("code_attempts", o.RateLimits)
 	}
 	s.metrics = newMetrics()
 	s.routes()
