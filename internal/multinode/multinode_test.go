@@ -46,10 +46,11 @@ func runMain(m *testing.M) int {
 
 // sharedKeyFiles are the key files every node must hold identical copies of
 // (docs/operations.md): sealed sender's trust root and server certificate, and the key
-// transparency log's signing and VRF keys. The legal desk's key stays on its one node.
+// transparency log's signing and VRF keys, and the rate-limit key (so the nodes share
+// buckets). The legal desk's key stays on its one node.
 var sharedKeyFiles = []string{
 	"sealed-trust-root.key", "sealed-trust-root.pub", "sealed-server.key", "sealed-server.cert",
-	"kt-log.key", "kt-log.pub", "kt-vrf.key",
+	"kt-log.key", "kt-log.pub", "kt-vrf.key", "ratelimit.key",
 }
 
 // syncBuffer collects a process's output while it runs.
