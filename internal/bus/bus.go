@@ -76,6 +76,11 @@ const (
 // subscribers once, so nothing is stuck.
 const dispatchBuffer = 8192
 
+// flushTimeout bounds how long Subscribe waits for NATS to confirm a subscription: a
+// round trip on a healthy link is far shorter, and past it the sweep still wakes the
+// device, so a slow NATS delays a connection by at most this much.
+const flushTimeout = 2 * time.Second
+
 // Options configure [Connect]. The zero value uses the defaults.
 type Options struct {
 	// Name identifies the node's connection in NATS monitoring (no personal data).
@@ -284,7 +289,17 @@ func (n *NATS) Subscribe(account uuid.UUID, device uint32, wake func()) (cancel 
 		n.topics[subj] = t
 	}
 	t.wakes[w] = struct{}{}
+	nc := n.nc
 	n.mu.Unlock()
+	// Return only once the NATS server has the subscription. The caller reads its queue
+	// next: an envelope committed before this point is in that read, and one committed
+	// after publishes to a subscription the server already holds. Without the flush, a
+	// publish racing the SUB is lost and the device waits for the next sweep.
+	if nc != nil && nc.IsConnected() {
+		if err := nc.FlushTimeout(flushTimeout); err != nil {
+			n.log.Debug("bus: flushing a subscription failed; the sweep covers it", "err", err)
+		}
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {

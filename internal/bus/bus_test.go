@@ -336,3 +336,31 @@ func TestSweep(t *testing.T) {
 		t.Errorf("Healthy() = false during the sweeps, want true")
 	}
 }
+
+// TestNotifyRightAfterSubscribe publishes on another node the moment Subscribe returns,
+// with no sweep to rescue a lost wake-up: Subscribe must not return before NATS holds
+// the subscription (a server reads the queue right after it, then relies on wake-ups).
+func TestNotifyRightAfterSubscribe(t *testing.T) {
+	srv := startServer(t, -1)
+	a, b := connect(t, url(srv), -1, nil), connect(t, url(srv), -1, nil)
+	const rounds = 200
+	var missed int
+	for range rounds {
+		d := newDevice()
+		d.account = uuid.New()
+		c := newCounter()
+		cancel := b.Subscribe(d.account, d.id, c.wake)
+		a.Notify(d.account, d.id)
+		deadline := time.Now().Add(2 * time.Second)
+		for c.n.Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if c.n.Load() == 0 {
+			missed++
+		}
+		cancel()
+	}
+	if missed > 0 {
+		t.Errorf("Notify() right after Subscribe() on another node: %d of %d wake-ups lost, want 0", missed, rounds)
+	}
+}
