@@ -143,6 +143,11 @@ func TestLawfulAccessDocProcedure(t *testing.T) {
 			if line == "" || strings.HasPrefix(line, "#") {
 				continue
 			}
+			// The doc's setup step builds the binaries and puts them on the PATH; this
+			// test runs bastiond in-process instead, as it runs the server itself.
+			if line == "go build -o bin/ ./cmd/bastiond ./cmd/bastion" || line == `export PATH="$PWD/bin:$PATH"` {
+				continue
+			}
 			args, redirect := shellWords(line)
 			if args[0] != "bastiond" {
 				t.Fatalf("doc command %q does not start with bastiond", line)
