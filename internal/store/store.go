@@ -41,6 +41,7 @@ type Store interface {
 	Verifications
 	ConnLog
 	RateLimits
+	Markets
 	Close() error
 }
 
@@ -212,4 +213,24 @@ type RateLimits interface {
 	// PruneRateLimits deletes buckets that were full again before t: they behave exactly
 	// as buckets never seen.
 	PruneRateLimits(ctx context.Context, before time.Time) (int64, error)
+}
+
+// MarketWithdrawal is the public record that the service has left a country: what
+// /v1/markets and the transparency page publish, and no personal data.
+type MarketWithdrawal struct {
+	Country string // ISO 3166-1 alpha-2, e.g. "DE"
+	Since   time.Time
+	Reason  string // the published statement
+}
+
+// Markets holds the countries the service is withdrawn from, so that every node refuses
+// their registrations. The lawful-request desk (on one node, in its own database) is the
+// authority; it mirrors each withdrawal and restoration here.
+type Markets interface {
+	// SetMarketWithdrawal records or replaces a withdrawal.
+	SetMarketWithdrawal(ctx context.Context, w MarketWithdrawal) error
+	// ClearMarketWithdrawal removes a country's withdrawal; an absent one is not an error.
+	ClearMarketWithdrawal(ctx context.Context, country string) error
+	// MarketWithdrawals lists every withdrawal, ordered by country.
+	MarketWithdrawals(ctx context.Context) ([]MarketWithdrawal, error)
 }

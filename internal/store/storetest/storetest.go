@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Verifications", testVerifications},
 		{"ConnLog", testConnLog},
 		{"RateLimits", testRateLimits}, {"RateLimitsConcurrent", testRateLimitsConcurrent},
+		{"Markets", testMarkets},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
