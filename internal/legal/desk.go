@@ -24,16 +24,17 @@ import (
 // Desk is the lawful-request desk over one legal.db. Create it with [NewDesk]; it is
 // safe for concurrent use (the database serialises it).
 type Desk struct {
-	db          *DB
-	key         *SigningKey
-	log         *translog.Log
-	subs        Subscribers
-	notify      Notifier
-	categories  []Category
-	retention   time.Duration
-	now         func() time.Time
-	logger      *slog.Logger
-	marketClose func(ctx context.Context, country string) error
+	db             *DB
+	key            *SigningKey
+	log            *translog.Log
+	subs           Subscribers
+	notify         Notifier
+	categories     []Category
+	retention      time.Duration
+	now            func() time.Time
+	logger         *slog.Logger
+	marketClose    func(ctx context.Context, country string) error
+	marketsChanged func(ctx context.Context) error
 
 	flushMu sync.Mutex // one flush at a time, so that a pending entry is appended once
 
@@ -59,6 +60,9 @@ type Config struct {
 	// CloseMarket, if set, closes existing connections of accounts in a withdrawn
 	// market, after a notice (market withdraw --close-existing).
 	CloseMarket func(ctx context.Context, country string) error
+	// MarketsChanged, if set, is called after every withdrawal and restoration has
+	// committed, so that the server can tell its other nodes.
+	MarketsChanged func(ctx context.Context) error
 }
 
 // NewDesk returns the desk. It appends any log entry a crash left pending.
@@ -69,7 +73,7 @@ func NewDesk(ctx context.Context, c Config) (*Desk, error) {
 	d := &Desk{
 		db: c.DB, key: c.Key, subs: c.Subscribers, notify: c.Notifier,
 		categories: slices.Clone(c.Categories), retention: c.Retention, now: c.Now, logger: c.Logger,
-		marketClose: c.CloseMarket,
+		marketClose: c.CloseMarket, marketsChanged: c.MarketsChanged,
 	}
 	if d.now == nil {
 		d.now = time.Now

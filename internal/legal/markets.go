@@ -138,6 +138,9 @@ func (d *Desk) Withdraw(ctx context.Context, op Operator, country, reason string
 	if err := d.afterAction(ctx); err != nil {
 		return Withdrawal{}, err
 	}
+	if err := d.publishMarkets(ctx); err != nil {
+		return Withdrawal{}, err
+	}
 	if closeExisting {
 		if d.marketClose == nil {
 			return Withdrawal{}, errors.New("market withdrawn, but this desk cannot close existing connections")
@@ -179,7 +182,23 @@ func (d *Desk) Restore(ctx context.Context, op Operator, country string) error {
 		return fmt.Errorf("restoring market: %w", err)
 	}
 	d.logger.Info("market restored", "country", cc, "operator", op.Name)
-	return d.afterAction(ctx)
+	if err := d.afterAction(ctx); err != nil {
+		return err
+	}
+	return d.publishMarkets(ctx)
+}
+
+// publishMarkets tells the server that the withdrawn markets changed. The desk's own
+// record is already committed; a failure here means other nodes do not know yet (the
+// server reconciles again when the desk starts), and the operator is told so.
+func (d *Desk) publishMarkets(ctx context.Context) error {
+	if d.marketsChanged == nil {
+		return nil
+	}
+	if err := d.marketsChanged(ctx); err != nil {
+		return fmt.Errorf("recorded in the desk, but not yet on every node (retried when the desk next starts): %w", err)
+	}
+	return nil
 }
 
 // DB returns the desk's database (for [Markets]).

@@ -85,18 +85,23 @@ func (s *Server) StartLegal(ctx context.Context) (stop func(), err error) {
 func (s *Server) newDesk(ctx context.Context, db *legal.DB, key *legal.SigningKey) (*legal.Desk, error) {
 	desk, err := legal.NewDesk(ctx, legal.Config{
 		DB: db, Key: key,
-		Subscribers: legalView{accounts: s.store, conns: s.store},
-		Notifier:    legalNotifier{s},
-		Categories:  legalCategories(store.Inventory()),
-		Retention:   time.Duration(s.cfg.IPRetentionDays) * 24 * time.Hour,
-		Now:         s.now,
-		Logger:      s.log.With("component", "legal"),
-		CloseMarket: s.closeMarket,
+		Subscribers:    legalView{accounts: s.store, conns: s.store},
+		Notifier:       legalNotifier{s},
+		Categories:     legalCategories(store.Inventory()),
+		Retention:      time.Duration(s.cfg.IPRetentionDays) * 24 * time.Hour,
+		Now:            s.now,
+		Logger:         s.log.With("component", "legal"),
+		CloseMarket:    s.closeMarket,
+		MarketsChanged: s.syncMarkets,
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.legal, s.noticeKey = desk, key
+	// A crash between a desk commit and its mirror would leave the other nodes behind.
+	if err := s.syncMarkets(ctx); err != nil {
+		return nil, err
+	}
 	return desk, nil
 }
 
@@ -243,23 +248,52 @@ func numberCountry(e164 string) string {
 // checkMarket refuses a registration with a number from a withdrawn market: 451, with
 // the published statement and where to read it.
 func (s *Server) checkMarket(ctx context.Context, e164 string) error {
-	if s.legal == nil {
-		return nil
-	}
 	cc := numberCountry(e164)
 	if cc == "" {
 		return nil
 	}
-	w, ok, err := s.legal.DB().Withdrawn(ctx, cc)
+	// The shared mirror, not the desk's database: the desk runs on one node, and every
+	// node must refuse.
+	ws, err := s.store.MarketWithdrawals(ctx)
 	if err != nil {
 		return fmt.Errorf("reading markets: %w", err)
 	}
-	if !ok {
-		return nil
+	for _, w := range ws {
+		if w.Country == cc {
+			return newError(http.StatusUnavailableForLegalReasons, CodeMarketWithdrawn, fmt.Sprintf(
+				"Bastion is not available for numbers from %s since %s: %s Statement: /transparency#market-%s",
+				w.Country, w.Since.Format("2006-01-02"), w.Reason, w.Country))
+		}
 	}
-	return newError(http.StatusUnavailableForLegalReasons, CodeMarketWithdrawn, fmt.Sprintf(
-		"Bastion is not available for numbers from %s since %s: %s Statement: /transparency#market-%s",
-		w.Country, w.WithdrawnAt.Format("2006-01-02"), w.Reason, w.Country))
+	return nil
+}
+
+// syncMarkets makes the store's mirror of withdrawn markets (read by every node) equal
+// to the desk's own record, which is the authority.
+func (s *Server) syncMarkets(ctx context.Context) error {
+	want, err := s.legal.DB().Withdrawals(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the desk's markets: %w", err)
+	}
+	have, err := s.store.MarketWithdrawals(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the shared markets: %w", err)
+	}
+	keep := map[string]bool{}
+	for _, w := range want {
+		keep[w.Country] = true
+		if err := s.store.SetMarketWithdrawal(ctx, store.MarketWithdrawal{Country: w.Country, Since: w.WithdrawnAt, Reason: w.Reason}); err != nil {
+			return err
+		}
+	}
+	for _, w := range have {
+		if !keep[w.Country] {
+			if err := s.store.ClearMarketWithdrawal(ctx, w.Country); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Server) legalRoutes(m *http.ServeMux) {

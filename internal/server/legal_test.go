@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"image/png"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -420,4 +422,57 @@ func openNotice(t *testing.T, pub ed25519.PublicKey, body []byte) []byte {
 		t.Fatalf("server notice signature verifies over an altered notice")
 	}
 	return sn.Notice
+}
+
+// TestWithdrawalReachesEveryNode: the desk runs on one node; another node on the same
+// store (which has no desk) must refuse registrations from a withdrawn country too, and
+// accept them again once restored. A mirror lost in a crash is rebuilt at desk start.
+func TestWithdrawalReachesEveryNode(t *testing.T) {
+	h := newLegalHarness(t)
+	ctx := context.Background()
+	nodeB, err := New(testConfig(), Options{Store: h.st, SMS: h.sms, Now: h.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tsB := httptest.NewServer(nodeB.Handler())
+	t.Cleanup(tsB.Close)
+	const de = "+4915123456788"
+	h.secret(de)
+	requestCode := func() (int, string) {
+		t.Helper()
+		resp, err := http.Post(tsB.URL+"/v1/verification", "application/json", strings.NewReader(`{"number":"`+de+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	if _, err := h.desk.Withdraw(ctx, h.alice, "DE", "We will not scan messages.", false); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := requestCode(); code != http.StatusUnavailableForLegalReasons || !strings.Contains(body, CodeMarketWithdrawn) ||
+		!strings.Contains(body, "We will not scan messages.") {
+		t.Errorf("node without the desk: code request from DE = %d %s, want 451 %s with the statement", code, body, CodeMarketWithdrawn)
+	}
+
+	// Lose the mirror (a crash between the desk's commit and the mirror write), then
+	// start the desk again: it puts the withdrawal back.
+	if err := h.st.ClearMarketWithdrawal(ctx, "DE"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.srv.newDesk(ctx, h.desk.DB(), h.key); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := requestCode(); code != http.StatusUnavailableForLegalReasons {
+		t.Errorf("after the desk restarted: code request from DE = %d, want 451", code)
+	}
+
+	if err := h.desk.Restore(ctx, h.bob, "DE"); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := requestCode(); code/100 != 2 {
+		t.Errorf("after restore: code request from DE on the other node = %d %s, want success", code, body)
+	}
 }
