@@ -344,6 +344,26 @@ func TestThreeNodes(t *testing.T) {
 		}
 	}
 
+	// A market withdrawn through the desk on node 1, with the real commands of
+	// docs/lawful-access.md, is refused by node 2 as well, and accepted after restore.
+	tokenFile := filepath.Join(t.TempDir(), "alice.token")
+	if err := os.WriteFile(tokenFile, runBastiond(t, "legal", "operator", "add", "alice", "--data", n1.dataDir), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runBastiond(t, "market", "withdraw", "DE", "--reason", "We will not scan messages.", "--data", n1.dataDir, "--token-file", tokenFile)
+	de := &user{number: "+4915123456700", dir: t.TempDir()}
+	if err := de.connect(ctx, n2); err != nil {
+		t.Fatal(err)
+	}
+	if err := de.c.RequestCode(ctx, de.number); err == nil || !strings.Contains(err.Error(), "market_withdrawn") {
+		t.Errorf("RequestCode(DE number) via node2 after the withdrawal on node1 = %v, want market_withdrawn", err)
+	}
+	runBastiond(t, "market", "restore", "DE", "--data", n1.dataDir, "--token-file", tokenFile)
+	if err := de.c.RequestCode(ctx, de.number); err != nil {
+		t.Errorf("RequestCode(DE number) via node2 after the restore = %v, want nil", err)
+	}
+	de.c.Close()
+
 	// One sender and one receiver on each node.
 	var senders, receivers []*user
 	for i, n := range nodes {
@@ -444,4 +464,17 @@ func TestThreeNodes(t *testing.T) {
 			t.Logf("%s logged errors:\n%s", n.name, n.log)
 		}
 	}
+}
+
+// runBastiond runs the built bastiond with args and returns its standard output.
+func runBastiond(t *testing.T, args ...string) []byte {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd := exec.Command(bastiond, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bastiond %s = %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out
 }
