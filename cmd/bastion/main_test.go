@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bastionchat/bastion/internal/reliability"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -28,10 +28,9 @@ func TestMain(m *testing.M) {
 // from a data directory in the script's work directory, its development SMS console
 // read by the devcode command.
 func TestScripts(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "bastiond")
-	build := exec.Command("go", "build", "-o", bin, "github.com/bastionchat/bastion/cmd/bastiond")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building bastiond: %v\n%s", err, out)
+	bin, err := reliability.Build(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	testscript.Run(t, testscript.Params{
 		Dir:   "testdata",
@@ -43,28 +42,10 @@ func TestScripts(t *testing.T) {
 	})
 }
 
-// lockedBuffer collects a process's output while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startServer runs bastiond for one script and stops it (SIGTERM) when the script ends.
 // Rate limits are raised: every request comes from 127.0.0.1.
 func startServer(env *testscript.Env, bin string) error {
-	logOut, console := &lockedBuffer{}, &lockedBuffer{}
+	logOut, console := &reliability.Buffer{}, &reliability.Buffer{}
 	cmd := exec.Command(bin, "serve", "--data", filepath.Join(env.WorkDir, ".server"), "--listen", "127.0.0.1:0",
 		"--rate-verify-ip", "1000/1h", "--rate-verify-prefix", "1000/1h", "--rate-verify-number", "1000/1h")
 	cmd.Stdout, cmd.Stderr = logOut, console
@@ -118,7 +99,7 @@ func cmdDevcode(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: devcode [-wrong] +PHONE VAR")
 	}
 	re := regexp.MustCompile(`verification code for ` + regexp.QuoteMeta(args[0]) + `: (\d{6})`)
-	m := re.FindAllStringSubmatch(ts.Value("console").(*lockedBuffer).String(), -1)
+	m := re.FindAllStringSubmatch(ts.Value("console").(*reliability.Buffer).String(), -1)
 	if len(m) == 0 {
 		ts.Fatalf("bastiond printed no code for %s", args[0])
 	}

@@ -16,10 +16,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bastionchat/bastion/internal/reliability"
 )
 
 var binDir string
@@ -46,31 +47,13 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // server is a running bastiond.
 type server struct {
 	URL     string
 	dataDir string
 	cmd     *exec.Cmd
-	log     *syncBuffer // standard output: the JSON log
-	console *syncBuffer // standard error: the development SMS console
+	log     *reliability.Buffer // standard output: the JSON log
+	console *reliability.Buffer // standard error: the development SMS console
 	done    chan error
 }
 
@@ -79,7 +62,7 @@ type server struct {
 // request in the test comes from one address.
 func startServer(t *testing.T) *server {
 	t.Helper()
-	s := &server{dataDir: t.TempDir(), log: &syncBuffer{}, console: &syncBuffer{}, done: make(chan error, 1)}
+	s := &server{dataDir: t.TempDir(), log: &reliability.Buffer{}, console: &reliability.Buffer{}, done: make(chan error, 1)}
 	s.cmd = exec.Command(filepath.Join(binDir, "bastiond"), "serve", "--data", s.dataDir, "--listen", "127.0.0.1:0",
 		"--rate-verify-ip", "1000/1h", "--rate-verify-prefix", "1000/1h", "--rate-verify-number", "1000/1h")
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.console

@@ -21,6 +21,7 @@ import (
 
 	"github.com/bastionchat/bastion/client"
 	"github.com/bastionchat/bastion/internal/pgtest"
+	"github.com/bastionchat/bastion/internal/reliability"
 )
 
 var bastiond string // the built binary
@@ -34,11 +35,8 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	bastiond = filepath.Join(dir, "bastiond")
-	cmd := exec.Command("go", "build", "-o", bastiond, "github.com/bastionchat/bastion/cmd/bastiond")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building bastiond:", err)
+	if bastiond, err = reliability.Build(context.Background(), dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return pgtest.Main(m)
@@ -53,32 +51,14 @@ var sharedKeyFiles = []string{
 	"kt-log.key", "kt-log.pub", "kt-vrf.key", "ratelimit.key",
 }
 
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // node is one running bastiond.
 type node struct {
 	name    string
 	URL     string
 	dataDir string
 	cmd     *exec.Cmd
-	log     *syncBuffer // standard output: the JSON log
-	console *syncBuffer // standard error: the development SMS console
+	log     *reliability.Buffer // standard output: the JSON log
+	console *reliability.Buffer // standard error: the development SMS console
 	done    chan error
 }
 
@@ -86,7 +66,7 @@ type node struct {
 // NATS. Rate limits are raised because every request in the test comes from one address.
 func startNode(t *testing.T, name, dataDir, dsn, natsURL string, legalDesk bool) *node {
 	t.Helper()
-	n := &node{name: name, dataDir: dataDir, log: &syncBuffer{}, console: &syncBuffer{}, done: make(chan error, 1)}
+	n := &node{name: name, dataDir: dataDir, log: &reliability.Buffer{}, console: &reliability.Buffer{}, done: make(chan error, 1)}
 	n.cmd = exec.Command(bastiond, "serve", "--data", dataDir, "--listen", "127.0.0.1:0",
 		"--store", dsn, "--nats", natsURL, fmt.Sprintf("--legal-desk=%t", legalDesk),
 		"--rate-verify-ip", "1000/1h", "--rate-verify-prefix", "1000/1h", "--rate-verify-number", "1000/1h")
