@@ -40,6 +40,9 @@ type Error struct {
 	StaleDevices []uint32 `json:"stale_devices,omitempty"`
 	// AttemptsLeft: code "incorrect_code" (403).
 	AttemptsLeft *int `json:"attempts_left,omitempty"`
+	// Accounts: codes "mismatched_devices" (409) and "stale_devices" (410) of a
+	// multi-recipient send, one entry per account whose devices were wrong.
+	Accounts []AccountMismatch `json:"accounts,omitempty"`
 }
 
 // Stable error codes, one per distinct situation a client may act on.
@@ -223,6 +226,11 @@ type Frame struct {
 	Status      int                `json:"status,omitempty"`      // send_result
 	ServerTime  int64              `json:"server_time,omitempty"` // send_result on 200
 	Error       *Error             `json:"error,omitempty"`       // send_result otherwise
+
+	// Channels: channel_subscribe. Channel and Posts: channel_posts (see channels.go).
+	Channels []string      `json:"channels,omitempty"`
+	Channel  string        `json:"channel,omitempty"`
+	Posts    []ChannelPost `json:"posts,omitempty"`
 }
 
 // Envelope is a queued ciphertext delivered to a device. The server does not know and does

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"unicode/utf8"
@@ -23,13 +24,35 @@ import (
 //	                                 // sender's own other devices, naming the recipient
 //	  bytes  kt_checkpoint = 5;      // the newest key transparency checkpoint the sender
 //	                                 // verified (a signed note), for the receiver to compare
+//	  bytes  group_id = 6;           // 32 bytes: the group a message, change or sender
+//	                                 // key belongs to (docs/groups.md)
+//	  bytes  group_changes = 7;      // group-control changes, in client/group's history
+//	                                 // encoding (one change, or a whole history)
+//	  bytes  sender_key_distribution = 8; // a libsignal SenderKeyDistributionMessage for
+//	                                 // the group named by group_id
+//	  bytes  channel_id = 9;         // 16 bytes: a private channel (docs/channels.md)
+//	  bytes  channel_signer = 10;    // 32 bytes: the Ed25519 key of a channel signer
+//	  bytes  channel_distribution = 11; // the SenderKeyDistributionMessage of that
+//	                                 // signer's chain in that private channel
 //	}
+//
+// Fields 6 to 8 travel over 1:1 sessions (changes, distributions) or inside the sender
+// key plaintext of a group message (group_id with text); 9 to 11 travel over 1:1 sessions
+// from a private channel's owner to a subscriber it admits.
 type Content struct {
 	Text            string
 	SentMS          uint64
 	SenderNumber    string
 	SyncDestination uuid.UUID
 	KTCheckpoint    string // see kt.go: checkpoints gossiped between peers (a signed note)
+
+	GroupID               []byte // 32 bytes when set
+	GroupChanges          []byte // client/group history encoding
+	SenderKeyDistribution []byte // serialized SenderKeyDistributionMessage
+
+	ChannelID           []byte // 16 bytes when set
+	ChannelSigner       []byte // 32 bytes when set
+	ChannelDistribution []byte // serialized SenderKeyDistributionMessage
 }
 
 const (
@@ -38,7 +61,25 @@ const (
 	fieldSenderNumber    = 3
 	fieldSyncDestination = 4
 	fieldKTCheckpoint    = 5
+
+	fieldGroupID               = 6
+	fieldGroupChanges          = 7
+	fieldSenderKeyDistribution = 8
+	fieldChannelID             = 9
+	fieldChannelSigner         = 10
+	fieldChannelDistribution   = 11
+
+	fieldLast = fieldChannelDistribution
 )
+
+// fixedLength is the length a bytes field must have, for those that have one (ids and
+// keys): a receiver refuses any other rather than truncating or padding it.
+var fixedLength = map[protowire.Number]int{
+	fieldSyncDestination: 16,
+	fieldGroupID:         32,
+	fieldChannelID:       16,
+	fieldChannelSigner:   32,
+}
 
 // marshal encodes c.
 func (c *Content) marshal() []byte {
@@ -63,6 +104,22 @@ func (c *Content) marshal() []byte {
 		b = protowire.AppendTag(b, fieldKTCheckpoint, protowire.BytesType)
 		b = protowire.AppendString(b, c.KTCheckpoint)
 	}
+	for _, f := range []struct {
+		num protowire.Number
+		v   []byte
+	}{
+		{fieldGroupID, c.GroupID},
+		{fieldGroupChanges, c.GroupChanges},
+		{fieldSenderKeyDistribution, c.SenderKeyDistribution},
+		{fieldChannelID, c.ChannelID},
+		{fieldChannelSigner, c.ChannelSigner},
+		{fieldChannelDistribution, c.ChannelDistribution},
+	} {
+		if len(f.v) > 0 {
+			b = protowire.AppendTag(b, f.num, protowire.BytesType)
+			b = protowire.AppendBytes(b, f.v)
+		}
+	}
 	return b
 }
 
@@ -79,7 +136,7 @@ func unmarshalContent(b []byte) (*Content, error) {
 			return nil, errBadContent
 		}
 		b = b[n:]
-		known := num >= fieldText && num <= fieldKTCheckpoint
+		known := num >= fieldText && num <= fieldLast
 		if known && seen[num] {
 			return nil, fmt.Errorf("%w: field %d repeated", errBadContent, num)
 		}
@@ -97,6 +154,9 @@ func unmarshalContent(b []byte) (*Content, error) {
 				return nil, errBadContent
 			}
 			b = b[n:]
+			if want, ok := fixedLength[num]; ok && len(v) != want {
+				return nil, fmt.Errorf("%w: field %d is %d bytes, not %d", errBadContent, num, len(v), want)
+			}
 			switch num {
 			case fieldText, fieldSenderNumber:
 				if !utf8.Valid(v) {
@@ -108,12 +168,21 @@ func unmarshalContent(b []byte) (*Content, error) {
 					c.SenderNumber = string(v)
 				}
 			case fieldSyncDestination:
-				if len(v) != 16 {
-					return nil, fmt.Errorf("%w: sync destination is not 16 bytes", errBadContent)
-				}
 				c.SyncDestination = uuid.UUID(v)
 			case fieldKTCheckpoint:
 				c.KTCheckpoint = string(v)
+			case fieldGroupID:
+				c.GroupID = bytes.Clone(v)
+			case fieldGroupChanges:
+				c.GroupChanges = bytes.Clone(v)
+			case fieldSenderKeyDistribution:
+				c.SenderKeyDistribution = bytes.Clone(v)
+			case fieldChannelID:
+				c.ChannelID = bytes.Clone(v)
+			case fieldChannelSigner:
+				c.ChannelSigner = bytes.Clone(v)
+			case fieldChannelDistribution:
+				c.ChannelDistribution = bytes.Clone(v)
 			}
 		case known:
 			return nil, fmt.Errorf("%w: field %d has wire type %d", errBadContent, num, typ)

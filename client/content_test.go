@@ -35,6 +35,9 @@ func TestContentRoundTrip(t *testing.T) {
 		{Text: "hello"},
 		{Text: "héllo ✓", SentMS: 1795457221176, SenderNumber: "+14155550100"},
 		{Text: strings.Repeat("x", 5000), SentMS: 1, SyncDestination: uuid.MustParse("5f0c3a5e-1111-4222-8333-944455556666")},
+		{Text: "to the group", GroupID: bytes.Repeat([]byte{7}, 32)},
+		{GroupID: bytes.Repeat([]byte{1}, 32), GroupChanges: []byte{1, 2, 3}, SenderKeyDistribution: []byte{0x33, 4}},
+		{ChannelID: bytes.Repeat([]byte{2}, 16), ChannelSigner: bytes.Repeat([]byte{3}, 32), ChannelDistribution: []byte{0x33}},
 	} {
 		got, err := unmarshalContent(c.marshal())
 		if err != nil || !reflect.DeepEqual(*got, c) {
@@ -63,8 +66,13 @@ func TestContentDecoding(t *testing.T) {
 		ok   bool
 		want Content
 	}{
-		{"unknown varint field skipped", []byte{0x0a, 0x02, 'h', 'i', 0x48, 0x01}, true, Content{Text: "hi"}},
-		{"unknown bytes field skipped", []byte{0x52, 0x01, 0xff, 0x0a, 0x01, 'x'}, true, Content{Text: "x"}},
+		{"unknown varint field skipped", []byte{0x0a, 0x02, 'h', 'i', 0xa0, 0x01, 0x01}, true, Content{Text: "hi"}},
+		{"unknown bytes field skipped", []byte{0xa2, 0x01, 0x01, 0xff, 0x0a, 0x01, 'x'}, true, Content{Text: "x"}},
+		{"group id of 31 bytes", append([]byte{0x32, 31}, make([]byte, 31)...), false, Content{}},
+		{"channel id of 17 bytes", append([]byte{0x4a, 17}, make([]byte, 17)...), false, Content{}},
+		{"channel signer of 16 bytes", append([]byte{0x52, 16}, make([]byte, 16)...), false, Content{}},
+		{"group changes as varint", []byte{0x38, 0x01}, false, Content{}},
+		{"repeated distribution", []byte{0x42, 0x01, 0x01, 0x42, 0x01, 0x02}, false, Content{}},
 		{"repeated text", []byte{0x0a, 0x01, 'a', 0x0a, 0x01, 'b'}, false, Content{}},
 		{"text as varint", []byte{0x08, 0x01}, false, Content{}},
 		{"sent_ms as bytes", []byte{0x12, 0x01, 0x01}, false, Content{}},
