@@ -290,7 +290,8 @@ func TestSchemaUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{"ALTER TABLE messages DROP COLUMN undecryptable", "PRAGMA user_version = 1"} {
+	for _, q := range []string{"ALTER TABLE messages DROP COLUMN undecryptable", "DROP TABLE groups",
+		"DROP TABLE channels", "DROP TABLE channel_posts", "PRAGMA user_version = 1"} {
 		if _, err := c.db.Exec(q); err != nil {
 			t.Fatal(err)
 		}
@@ -301,10 +302,11 @@ func TestSchemaUpgrade(t *testing.T) {
 		t.Fatalf("Open(schema 1) = %v", err)
 	}
 	defer c.Close()
-	var v, n int
+	var v, n, tables int
 	c.db.QueryRow("PRAGMA user_version").Scan(&v)
 	c.db.QueryRow("SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name = 'undecryptable'").Scan(&n)
-	if v != schemaVersion || n != 1 {
-		t.Errorf("after upgrade: version %d, undecryptable column %d; want %d and 1", v, n, schemaVersion)
+	c.db.QueryRow("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('groups', 'channels', 'channel_posts')").Scan(&tables)
+	if v != schemaVersion || n != 1 || tables != 3 {
+		t.Errorf("after upgrade: version %d, undecryptable column %d, group and channel tables %d; want %d, 1 and 3", v, n, tables, schemaVersion)
 	}
 }

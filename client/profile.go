@@ -21,7 +21,7 @@ import (
 const ProfileFile = "profile.db"
 
 // schemaVersion is the PRAGMA user_version of the current schema.
-const schemaVersion = 2
+const schemaVersion = 4
 
 // schema is the whole profile. Columns named *_enc hold AES-256-GCM ciphertext under the
 // profile key (see [sealer]); everything secret is in one of them: private keys, session
@@ -67,11 +67,40 @@ CREATE TABLE messages (
 	undecryptable INTEGER NOT NULL DEFAULT 0 -- 1: a notice that a message from account did not decrypt
 );
 CREATE TABLE seen (id TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL);
+` + groupsSchema + channelsSchema
+
+// groupsSchema (version 3) holds the groups this account is in (docs/groups.md). Titles,
+// members and admins are secrets the server never learns, so the whole replica is
+// encrypted; only the random group id is in the clear, to find it.
+const groupsSchema = `
+CREATE TABLE groups (
+	id BLOB PRIMARY KEY,           -- 32-byte group id
+	record_enc BLOB NOT NULL,      -- the replica: history and sender-key bookkeeping
+	updated_ms INTEGER NOT NULL
+);
+`
+
+// channelsSchema (version 4) holds the channels this account owns, administers or
+// follows (docs/channels.md). Which channels someone follows is not something the
+// server learns, so everything but the random key the rows are found by is encrypted.
+const channelsSchema = `
+CREATE TABLE channels (
+	id BLOB PRIMARY KEY,           -- 16-byte channel id
+	record_enc BLOB NOT NULL,      -- handle, role, signing keys, verifier state
+	updated_ms INTEGER NOT NULL
+);
+CREATE TABLE channel_posts (
+	channel BLOB NOT NULL, seq INTEGER NOT NULL,
+	post_enc BLOB NOT NULL,        -- the accepted post (and notice, plaintext of a private post)
+	PRIMARY KEY (channel, seq)
+);
 `
 
 // upgrades[v] brings a profile from schema v to v+1; schema is the result of all of them.
 var upgrades = map[int]string{
 	1: "ALTER TABLE messages ADD COLUMN undecryptable INTEGER NOT NULL DEFAULT 0",
+	2: groupsSchema,
+	3: channelsSchema,
 }
 
 // kdfParams are the Argon2id parameters a passphrase-protected profile was made with;
