@@ -127,6 +127,7 @@ func addGlobals(fs *flag.FlagSet, g *globals) {
 // cli is one invocation.
 type cli struct {
 	g              globals
+	opts           any // the command's own flags (command.flags), if it has any
 	stdout, stderr io.Writer
 }
 
@@ -176,6 +177,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("bastion "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	addGlobals(fs, &c.g)
+	if f := commandFlags[name]; f != nil {
+		c.opts = f(fs)
+	}
 	pos, err := parseInterspersed(fs, rest)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -185,11 +189,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "bastion %s: %v\n\n%s\n", name, err, commandHelp[name])
 		return exitUsage
 	}
-	if len(pos) != cmd.args {
+	if cmd.args >= 0 && len(pos) != cmd.args {
 		fmt.Fprintf(stderr, "bastion %s: want %d argument(s), got %d\n\n%s\n", name, cmd.args, len(pos), commandHelp[name])
 		return exitUsage
 	}
 	if err := cmd.run(c, ctx, pos); err != nil {
+		if errors.Is(err, errUsage) {
+			fmt.Fprintf(stderr, "bastion %s: %v\n\n%s\n", name, err, commandHelp[name])
+			return exitUsage
+		}
 		c.fail(name, err)
 		return exitError
 	}
@@ -217,9 +225,17 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 type command struct {
-	args int
+	args int // how many arguments; -1: any number, checked by run (which wraps errUsage)
 	run  func(c *cli, ctx context.Context, args []string) error
 }
+
+// commandFlags[name], if set, binds a command's own flags beside the global ones and
+// returns where they land; the command finds it in cli.opts.
+var commandFlags = map[string]func(fs *flag.FlagSet) any{}
+
+// errUsage, wrapped by a command's error, means its command line is wrong: the help is
+// shown and the exit status is exitUsage.
+var errUsage = errors.New("wrong command line")
 
 var commands = map[string]command{
 	"register":      {1, (*cli).register},
