@@ -41,6 +41,12 @@
 //   sk_process {party, sender, skdm}          -> {}
 //   group_encrypt {party, sender, distribution_id, plaintext} -> {ciphertext}
 //   group_decrypt {party, sender, ciphertext} -> {plaintext}
+//   group_sealed_encrypt {party, sender, distribution_id, plaintext, sender_certificate, recipients,
+//                         group_id?, content_hint?}
+//                                             -> {message, sealed}   one SenderKeyMessage, sealed (v1,
+//                                                 type SenderKey) once per recipient address, in order
+//   group_sealed_decrypt {party, ciphertext, trust_root, timestamp}
+//                                             -> {plaintext, sender_uuid, sender_device_id, content_hint, group_id?}
 //   sealed_encrypt {party, address, sender_certificate, plaintext} -> {ciphertext}
 //   sealed_decrypt {party, ciphertext, trust_root, timestamp, local_uuid, local_device_id, local_e164?}
 //                                             -> {plaintext, sender_uuid, sender_e164, sender_device_id}
@@ -107,6 +113,7 @@ const {
   SessionRecord,
   SignalMessage,
   SignedPreKeyRecord,
+  UnidentifiedSenderMessageContent,
 } = SignalClient;
 
 const libsignalVersion = JSON.parse(
@@ -533,6 +540,51 @@ const ops = {
     const p = party(args);
     const pt = await SignalClient.groupDecrypt(address(args, 'sender'), p.senderKeys, bytes(args, 'ciphertext'));
     return { plaintext: b64(pt) };
+  },
+
+  // A group message as a libsignal client sends it without multi-recipient sealed
+  // sender: one groupEncrypt, then that one SenderKeyMessage sealed (sealed sender v1,
+  // content type SenderKey, with the group id) for each recipient device.
+  async group_sealed_encrypt(args) {
+    const p = party(args);
+    const msg = await SignalClient.groupEncrypt(
+      address(args, 'sender'), str(args, 'distribution_id'), p.senderKeys, bytes(args, 'plaintext'));
+    const usmc = UnidentifiedSenderMessageContent.new(
+      msg, SenderCertificate.deserialize(bytes(args, 'sender_certificate')),
+      uint(args, 'content_hint', { optional: true }) ?? 0, bytes(args, 'group_id', { optional: true }));
+    const recipients = args.recipients;
+    if (!Array.isArray(recipients)) throw new Error('missing field recipients');
+    const sealed = [];
+    for (let i = 0; i < recipients.length; i++) {
+      sealed.push(b64(await SignalClient.sealedSenderEncrypt(usmc, address(recipients, i), p.identity)));
+    }
+    return { message: b64(msg.serialize()), sealed };
+  },
+
+  // Opens a sealed group message as a libsignal client does: the sealed layers, the
+  // sender certificate against the trust root at timestamp, then the SenderKeyMessage
+  // under the sender the certificate names. Anything but content type SenderKey is refused.
+  async group_sealed_decrypt(args) {
+    const p = party(args);
+    const usmc = await SignalClient.sealedSenderDecryptToUsmc(bytes(args, 'ciphertext'), p.identity);
+    const cert = usmc.senderCertificate();
+    if (!cert.validate(PublicKey.deserialize(bytes(args, 'trust_root')),
+      uint(args, 'timestamp', { max: Number.MAX_SAFE_INTEGER }))) {
+      throw new Error('sender certificate is not valid');
+    }
+    if (usmc.msgType() !== CiphertextMessageType.SenderKey) {
+      throw new Error(`sealed content type ${usmc.msgType()} is not SenderKey`);
+    }
+    const sender = ProtocolAddress.new(cert.senderUuid(), cert.senderDeviceId());
+    const pt = await SignalClient.groupDecrypt(sender, p.senderKeys, usmc.contents());
+    const groupId = usmc.groupId();
+    return {
+      plaintext: b64(pt),
+      sender_uuid: cert.senderUuid(),
+      sender_device_id: cert.senderDeviceId(),
+      content_hint: usmc.contentHint(),
+      ...(groupId ? { group_id: b64(groupId) } : {}),
+    };
   },
 
   async sealed_encrypt(args) {
