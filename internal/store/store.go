@@ -1,5 +1,6 @@
 // Package store is the server's persistence contract: accounts and devices, prekeys,
-// per-device envelope queues, registration sessions and the connection log.
+// per-device envelope queues, registration sessions, the connection log, and public
+// broadcast channels with their operator notices and reports.
 //
 // What it holds is exactly what the data inventory (inventory.json, served at
 // /v1/inventory) lists, and a test fails when a database column is missing from it. The
@@ -42,6 +43,7 @@ type Store interface {
 	ConnLog
 	RateLimits
 	Markets
+	Channels
 	Close() error
 }
 
@@ -233,4 +235,111 @@ type Markets interface {
 	ClearMarketWithdrawal(ctx context.Context, country string) error
 	// MarketWithdrawals lists every withdrawal, ordered by country.
 	MarketWithdrawals(ctx context.Context) ([]MarketWithdrawal, error)
+}
+
+// Channel is a public broadcast channel (docs/channels.md) as the server holds it: the
+// signed bytes package channel defines, stored unchanged, plus aggregate counters. The
+// store keeps no follower list and no per-reader record; channel content is public.
+type Channel struct {
+	ID          [16]byte
+	Handle      string // without the "@", unique
+	Private     bool
+	Genesis     []byte // the owner-signed post 0
+	Head        []byte // the newest owner head the server accepted, nil if none
+	HeadSeq     uint64 // the sequence number Head names
+	Newest      uint64 // the newest post's sequence number (0: only the genesis)
+	NewestHash  [32]byte
+	State       []byte // the server's channel.Verifier state at Newest (MarshalBinary)
+	Subscribers int64  // an aggregate count, never below 0
+	CreatedAt   time.Time
+}
+
+// ChannelPost is one stored post: the bytes the signer submitted, and its aggregate
+// view count.
+type ChannelPost struct {
+	Channel [16]byte
+	Seq     uint64
+	Post    []byte
+	Views   int64
+}
+
+// ChannelNotice is an operator notice (a signed channel.Notice) on one post. Action is 1
+// (restrict in Jurisdiction, an ISO 3166-1 alpha-2 code) or 2 (remove, Jurisdiction "").
+type ChannelNotice struct {
+	Channel      [16]byte
+	Seq          uint64
+	Action       uint8
+	Jurisdiction string
+	Notice       []byte
+	CreatedAt    time.Time
+}
+
+// ChannelReport is a notice by anyone about a post (DSA Art. 16). It holds no reporter
+// identity. Status is "open" until the operator decides: "dismissed", "restricted" or
+// "removed", at DecidedAt (zero while open).
+type ChannelReport struct {
+	ID        uuid.UUID
+	Channel   [16]byte
+	Seq       uint64
+	Reason    string
+	Text      string
+	CreatedAt time.Time
+	Status    string
+	DecidedAt time.Time
+}
+
+// Channels holds broadcast channels, their posts, operator notices and reports.
+type Channels interface {
+	// CreateChannel stores a new channel with its genesis (Newest 0, NewestHash the
+	// genesis hash). ErrConflict if its id or handle is taken.
+	CreateChannel(ctx context.Context, c Channel) error
+	// Channel and ChannelByHandle return ErrNotFound for unknown channels.
+	Channel(ctx context.Context, id [16]byte) (Channel, error)
+	ChannelByHandle(ctx context.Context, handle string) (Channel, error)
+	// AppendChannelPost stores p as post seq, atomically with the channel's new newest
+	// hash and verifier state, only if seq is the channel's newest plus one: ErrConflict
+	// otherwise (a concurrent poster, on any node, won), ErrNotFound for no channel.
+	AppendChannelPost(ctx context.Context, p ChannelPost, hash [32]byte, state []byte) error
+	// SetChannelHead stores an owner head naming post seq if it is newer than the head
+	// held (an older or equal one is ignored, not an error). ErrNotFound for no channel.
+	SetChannelHead(ctx context.Context, id [16]byte, seq uint64, head []byte) error
+	// ChannelPostsAfter returns up to limit posts with seq > after, oldest first;
+	// ChannelPostsBefore up to limit with seq < before, newest first. Neither returns the
+	// genesis (post 0, held in Channel.Genesis).
+	ChannelPostsAfter(ctx context.Context, id [16]byte, after uint64, limit int) ([]ChannelPost, error)
+	ChannelPostsBefore(ctx context.Context, id [16]byte, before uint64, limit int) ([]ChannelPost, error)
+	// AddChannelSubscribers adds delta (+1 or -1) to the subscriber count, which never
+	// goes below 0. ErrNotFound for no channel.
+	AddChannelSubscribers(ctx context.Context, id [16]byte, delta int64) error
+	// AddChannelViews adds one to the view count of each listed post; unknown posts are
+	// ignored.
+	AddChannelViews(ctx context.Context, id [16]byte, seqs []uint64) error
+
+	// PutChannelNotice stores an operator notice, replacing one with the same channel,
+	// seq, action and jurisdiction.
+	PutChannelNotice(ctx context.Context, n ChannelNotice) error
+	// ChannelNotices lists a channel's notices, oldest first.
+	ChannelNotices(ctx context.Context, channel [16]byte) ([]ChannelNotice, error)
+	// AddChannelReport stores a new report (ErrConflict if its id is in use).
+	AddChannelReport(ctx context.Context, r ChannelReport) error
+	// ChannelReports lists reports with the given status ("" for all), oldest first.
+	ChannelReports(ctx context.Context, status string) ([]ChannelReport, error)
+	// ChannelReport returns one report, ErrNotFound if there is none.
+	ChannelReport(ctx context.Context, id uuid.UUID) (ChannelReport, error)
+	// DecideChannelReport moves an open report to status ("dismissed", "restricted" or
+	// "removed") at at: ErrNotFound for no report, ErrConflict if it is not open.
+	DecideChannelReport(ctx context.Context, id uuid.UUID, status string, at time.Time) error
+}
+
+// Report statuses.
+const (
+	ReportOpen       = "open"
+	ReportDismissed  = "dismissed"
+	ReportRestricted = "restricted"
+	ReportRemoved    = "removed"
+)
+
+// ValidDecision reports whether status is one an operator can decide a report with.
+func ValidDecision(status string) bool {
+	return status == ReportDismissed || status == ReportRestricted || status == ReportRemoved
 }

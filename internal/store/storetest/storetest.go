@@ -57,6 +57,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConnLog", testConnLog},
 		{"RateLimits", testRateLimits}, {"RateLimitsConcurrent", testRateLimitsConcurrent},
 		{"Markets", testMarkets},
+		{"Channels", testChannels}, {"ChannelAppendConcurrent", testChannelAppendConcurrent},
+		{"ChannelCounters", testChannelCounters}, {"ChannelNotices", testChannelNotices},
+		{"ChannelReports", testChannelReports},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
