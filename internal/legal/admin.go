@@ -33,6 +33,9 @@ const SocketFile = "legal.sock"
 //	POST /desk/orders/{id}/disclose        -> {"package", "signature"} (base64)
 //	POST /desk/markets/{cc}/withdraw       {"reason", "close_existing"} -> Withdrawal
 //	POST /desk/markets/{cc}/restore        -> {}
+//	GET  /desk/reports[?all=1]             -> []ReportSummary (moderation_admin.go)
+//	GET  /desk/reports/{id}                -> ReportRecord
+//	POST /desk/reports/{id}/decide         Decision -> ReportRecord
 func (d *Desk) AdminHandler() http.Handler {
 	m := http.NewServeMux()
 	m.HandleFunc("POST /desk/orders", d.admin(func(r *http.Request, op Operator, body []byte) (any, error) {
@@ -92,6 +95,7 @@ func (d *Desk) AdminHandler() http.Handler {
 	m.HandleFunc("POST /desk/markets/{cc}/restore", d.admin(func(r *http.Request, op Operator, _ []byte) (any, error) {
 		return struct{}{}, d.Restore(r.Context(), op, r.PathValue("cc"))
 	}))
+	d.moderationRoutes(m)
 	return m
 }
 
@@ -140,9 +144,9 @@ func (d *Desk) admin(f func(r *http.Request, op Operator, body []byte) (any, err
 		if err != nil {
 			status := http.StatusBadRequest
 			switch {
-			case errors.Is(err, ErrNotFound):
+			case errors.Is(err, ErrNotFound), errors.Is(err, ErrNoReport):
 				status = http.StatusNotFound
-			case errors.Is(err, ErrNeedsApproval), errors.Is(err, ErrAlreadyApproved), errors.Is(err, ErrConcluded):
+			case errors.Is(err, ErrNeedsApproval), errors.Is(err, ErrAlreadyApproved), errors.Is(err, ErrConcluded), errors.Is(err, ErrDecided):
 				status = http.StatusConflict
 			}
 			// The desk's errors are for its operators: they name no user data.

@@ -35,6 +35,7 @@ type Desk struct {
 	logger         *slog.Logger
 	marketClose    func(ctx context.Context, country string) error
 	marketsChanged func(ctx context.Context) error
+	chans          Channels // channel reports and notices (moderation.go); nil: none
 
 	flushMu sync.Mutex // one flush at a time, so that a pending entry is appended once
 
@@ -63,6 +64,9 @@ type Config struct {
 	// MarketsChanged, if set, is called after every withdrawal and restoration has
 	// committed, so that the server can tell its other nodes.
 	MarketsChanged func(ctx context.Context) error
+	// Channels, if set, is the view of public channels' reports and notices that the
+	// operators' review of reports needs (moderation.go).
+	Channels Channels
 }
 
 // NewDesk returns the desk. It appends any log entry a crash left pending.
@@ -73,7 +77,7 @@ func NewDesk(ctx context.Context, c Config) (*Desk, error) {
 	d := &Desk{
 		db: c.DB, key: c.Key, subs: c.Subscribers, notify: c.Notifier,
 		categories: slices.Clone(c.Categories), retention: c.Retention, now: c.Now, logger: c.Logger,
-		marketClose: c.CloseMarket, marketsChanged: c.MarketsChanged,
+		marketClose: c.CloseMarket, marketsChanged: c.MarketsChanged, chans: c.Channels,
 	}
 	if d.now == nil {
 		d.now = time.Now

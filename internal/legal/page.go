@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"maps"
 	"slices"
 )
 
@@ -23,6 +24,26 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 				s += ", "
 			}
 			s += fmt.Sprintf("%s: %d", k, m[k])
+		}
+		if s == "" {
+			return "none"
+		}
+		return s
+	},
+	"joinNested": func(m map[string]map[string]int) string {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		s := ""
+		for _, k := range keys {
+			for _, a := range slices.Sorted(maps.Keys(m[k])) {
+				if s != "" {
+					s += ", "
+				}
+				s += fmt.Sprintf("%s %s: %d", k, a, m[k][a])
+			}
 		}
 		if s == "" {
 			return "none"
@@ -68,6 +89,16 @@ Machine-readable: <a href="/v1/transparency">/v1/transparency</a>,
 <tr><th>Period</th><th>Jurisdiction</th><th>Received</th><th>Rejected</th><th>Fulfilled</th><th>Partly fulfilled</th><th>Answered "not held"</th><th>Pending</th><th>Accounts affected</th><th>Categories requested</th><th>Categories disclosed</th><th>Median hours to acknowledge</th><th>Median hours to give effect</th></tr>
 {{range .Report.Periods}}<tr><td>{{.Period}}</td><td>{{.Jurisdiction}}</td><td>{{.Received}}</td><td>{{.Rejected}}</td><td>{{.Fulfilled}}</td><td>{{.PartiallyFulfilled}}</td><td>{{.NotHeld}}</td><td>{{.Pending}}</td><td>{{.AccountsAffected}}</td><td>{{join .CategoriesRequested}}</td><td>{{join .CategoriesDisclosed}}</td><td>{{.MedianHoursToAcknowledge}}</td><td>{{.MedianHoursToEffect}}</td></tr>
 {{end}}</table></div>{{else}}<p id="figures">No orders received.</p>{{end}}
+
+<h2>Notices about channel posts</h2>
+<p>Anyone can report a post of a public channel (EU Digital Services Act, Art. 16). An
+operator dismisses the report, restricts the post in one country, or removes it; a
+restricted or removed post is served with the operator's signed statement of reasons.
+The service keeps no record of who reported.</p>
+{{if .Report.ChannelNotices}}<div class="wide"><table id="notices">
+<tr><th>Period</th><th>Notices received</th><th>By ground</th><th>Pending</th><th>Actions</th><th>Actions by ground</th><th>Restricted by country</th><th>Median hours to decide</th></tr>
+{{range .Report.ChannelNotices}}<tr><td>{{.Period}}</td><td>{{.Received}}</td><td>{{join .ByGround}}</td><td>{{.Pending}}</td><td>{{join .Actions}}</td><td>{{joinNested .ActionsByGround}}</td><td>{{join .RestrictedByCountry}}</td><td>{{.MedianHoursToDecide}}</td></tr>
+{{end}}</table></div>{{else}}<p id="notices">No notices received.</p>{{end}}
 
 <h2>Markets withdrawn</h2>
 {{if .Withdrawals}}<table id="markets">

@@ -16,6 +16,10 @@ const (
 	KindReceived = "received" // an order came in
 	KindOutcome  = "outcome"  // it was answered or rejected
 	KindMarket   = "market"   // a market was withdrawn or restored
+	// A report (a notice under DSA Art. 16) about a public channel post reached the desk,
+	// and its decision (moderation.go).
+	KindNotice     = "channel_notice"
+	KindModeration = "channel_action"
 )
 
 // LogEntry is one entry of the public legal log, encoded as compact JSON. It holds no
@@ -45,6 +49,12 @@ type LogEntry struct {
 	Action    string    `json:"action,omitempty"`
 	At        time.Time `json:"at,omitzero"`
 	Statement string    `json:"statement,omitempty"`
+	// Channel notice entries: the desk's report number (which links a decision to its
+	// receipt), the ground, Received, and for the decision its Action, Concluded, and
+	// for a restriction the country in Jurisdiction. Never the post, the notifier's text
+	// or the statement of reasons (those reach the channel owner with the notice).
+	Report int64  `json:"report,omitempty"`
+	Ground string `json:"ground,omitempty"`
 }
 
 // Encode returns the entry's log bytes.
@@ -68,7 +78,7 @@ func ParseLogEntry(b []byte) (LogEntry, error) {
 		return LogEntry{}, errors.New("parsing log entry: trailing data")
 	}
 	switch e.Kind {
-	case KindReceived, KindOutcome, KindMarket:
+	case KindReceived, KindOutcome, KindMarket, KindNotice, KindModeration:
 	default:
 		return LogEntry{}, fmt.Errorf("parsing log entry: unknown kind %q", e.Kind)
 	}
@@ -81,6 +91,25 @@ type Report struct {
 	GeneratedFrom ReportSource  `json:"generated_from"`
 	Periods       []PeriodStats `json:"periods"`
 	Markets       []MarketEvent `json:"market_events"`
+	// ChannelNotices counts the notices about public channel posts and the actions
+	// taken on them (DSA Art. 15(1)(b)), per half-year received, newest first.
+	ChannelNotices []NoticeStats `json:"channel_notices"`
+}
+
+// NoticeStats is one half-year of notices about channel posts, by the date received.
+type NoticeStats struct {
+	Period   string         `json:"period"`
+	Received int            `json:"notices_received"`
+	ByGround map[string]int `json:"notices_by_ground"` // illegal, terms
+	Pending  int            `json:"notices_pending"`
+	// Actions counts decisions: dismissed, duplicate (a report of a post already acted
+	// on), restricted, removed; ActionsByGround the same per ground.
+	Actions         map[string]int            `json:"actions"`
+	ActionsByGround map[string]map[string]int `json:"actions_by_ground"`
+	// RestrictedByCountry counts restrictions per ISO 3166-1 alpha-2 country.
+	RestrictedByCountry map[string]int `json:"restricted_by_country"`
+	// MedianHoursToDecide is the median time from receipt to decision, in hours.
+	MedianHoursToDecide float64 `json:"median_hours_to_decide"`
 }
 
 // ReportSource names the log state a report was computed from.
@@ -135,7 +164,19 @@ func ComputeReport(entries [][]byte) (Report, error) {
 	acks := map[key][]float64{}
 	effects := map[key][]float64{}
 	received := map[int64]key{} // order number -> its period
-	rep := Report{Periods: []PeriodStats{}, Markets: []MarketEvent{}}
+	rep := Report{Periods: []PeriodStats{}, Markets: []MarketEvent{}, ChannelNotices: []NoticeStats{}}
+	notices := map[string]*NoticeStats{}  // by period
+	noticePeriod := map[int64]string{}    // open report number -> its period
+	decideHours := map[string][]float64{} // by period
+	getNotices := func(p string) *NoticeStats {
+		s := notices[p]
+		if s == nil {
+			s = &NoticeStats{Period: p, ByGround: map[string]int{}, Actions: map[string]int{},
+				ActionsByGround: map[string]map[string]int{}, RestrictedByCountry: map[string]int{}}
+			notices[p] = s
+		}
+		return s
+	}
 	get := func(k key) *PeriodStats {
 		s := stats[k]
 		if s == nil {
@@ -150,6 +191,45 @@ func ComputeReport(entries [][]byte) (Report, error) {
 			return Report{}, fmt.Errorf("entry %d: %w", i, err)
 		}
 		switch e.Kind {
+		case KindNotice:
+			if _, dup := noticePeriod[e.Report]; dup || e.Report <= 0 || e.Received.IsZero() {
+				return Report{}, fmt.Errorf("entry %d: channel report %d received twice, or not numbered", i, e.Report)
+			}
+			p := Period(e.Received)
+			noticePeriod[e.Report] = p
+			s := getNotices(p)
+			s.Received++
+			s.Pending++
+			s.ByGround[e.Ground]++
+		case KindModeration:
+			p, ok := noticePeriod[e.Report]
+			if !ok {
+				return Report{}, fmt.Errorf("entry %d: decision on a channel report never received, or decided twice", i)
+			}
+			if e.Concluded == nil {
+				return Report{}, fmt.Errorf("entry %d: decision without its date", i)
+			}
+			switch e.Action {
+			case ActionDismissed, ActionDuplicate, ActionRemoved:
+			case ActionRestricted:
+				if e.Jurisdiction == "" {
+					return Report{}, fmt.Errorf("entry %d: restriction without a country", i)
+				}
+			default:
+				return Report{}, fmt.Errorf("entry %d: unknown action %q", i, e.Action)
+			}
+			delete(noticePeriod, e.Report) // one decision per report
+			s := getNotices(p)
+			s.Pending--
+			s.Actions[e.Action]++
+			if s.ActionsByGround[e.Ground] == nil {
+				s.ActionsByGround[e.Ground] = map[string]int{}
+			}
+			s.ActionsByGround[e.Ground][e.Action]++
+			if e.Action == ActionRestricted {
+				s.RestrictedByCountry[e.Jurisdiction]++
+			}
+			decideHours[p] = append(decideHours[p], e.Concluded.Sub(e.Received).Hours())
 		case KindMarket:
 			rep.Markets = append(rep.Markets, MarketEvent{Country: e.Jurisdiction, Action: e.Action, At: e.At.UTC(), Statement: e.Statement})
 		case KindReceived:
@@ -201,6 +281,11 @@ func ComputeReport(entries [][]byte) (Report, error) {
 		s.MedianHoursToEffect = median(effects[k])
 		rep.Periods = append(rep.Periods, *s)
 	}
+	for p, s := range notices {
+		s.MedianHoursToDecide = median(decideHours[p])
+		rep.ChannelNotices = append(rep.ChannelNotices, *s)
+	}
+	sort.Slice(rep.ChannelNotices, func(i, j int) bool { return rep.ChannelNotices[i].Period > rep.ChannelNotices[j].Period })
 	sort.Slice(rep.Periods, func(i, j int) bool {
 		a, b := rep.Periods[i], rep.Periods[j]
 		if a.Period != b.Period {
