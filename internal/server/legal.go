@@ -93,6 +93,7 @@ func (s *Server) newDesk(ctx context.Context, db *legal.DB, key *legal.SigningKe
 		Logger:         s.log.With("component", "legal"),
 		CloseMarket:    s.closeMarket,
 		MarketsChanged: s.syncMarkets,
+		Channels:       deskChannels{s.store},
 	})
 	if err != nil {
 		return nil, err

@@ -157,6 +157,7 @@ func (s *Server) routes() {
 	m.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	m.Handle("GET /v1/inventory", h(s.inventory))
 	s.legalRoutes(m)
+	s.reportRoutes(m)
 	s.ktRoutes(m)
 	m.Handle("POST /v1/verification", h(s.createVerification))
 	m.Handle("GET /v1/verification/{session}", h(s.getVerification))
