@@ -323,6 +323,9 @@ func (c *Client) handleEnvelope(ctx context.Context, root *curve.PublicKey, e ap
 		if content.SyncDestination != uuid.Nil && o.sender.Name != c.acc.AccountID.String() {
 			return errUndecryptable{errors.New("sync copy from another account")}
 		}
+		if len(content.ChannelDistribution) > 0 { // an admission to a private channel (channels_admit.go)
+			return c.receiveChannelAdmission(ctx, tx, o.sender.Name, content, markSeen)
+		}
 		changed = st.replaced
 		if _, err := tx.ExecContext(ctx, `INSERT INTO messages (id, account, device, content_enc, server_ms, received_ms, identity_changed)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`, e.ID.String(), o.sender.Name, o.sender.DeviceID,

@@ -1,0 +1,445 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bastionchat/bastion/api"
+	"github.com/bastionchat/bastion/channel"
+	"github.com/bastionchat/bastion/client"
+)
+
+// texts returns the text of each entry, "(kind)" for one without text.
+func texts(es []client.ChannelEntry) []string {
+	var out []string
+	for _, e := range es {
+		switch {
+		case e.Withheld != nil:
+			out = append(out, "(withheld)")
+		case e.Undecryptable:
+			out = append(out, "(undecryptable)")
+		case e.Deleted:
+			out = append(out, "(deleted)")
+		default:
+			out = append(out, e.Text)
+		}
+	}
+	return out
+}
+
+func readChannel(t *testing.T, c *client.Client, handle string, limit int) []client.ChannelEntry {
+	t.Helper()
+	es, err := c.ReadChannel(context.Background(), handle, limit)
+	if err != nil {
+		t.Fatalf("ReadChannel(%s) = %v", handle, err)
+	}
+	return es
+}
+
+func post(t *testing.T, c *client.Client, handle string, msgs ...string) {
+	t.Helper()
+	for _, m := range msgs {
+		if _, err := c.PostToChannel(context.Background(), handle, m); err != nil {
+			t.Fatalf("PostToChannel(%s, %q) = %v", handle, m, err)
+		}
+	}
+}
+
+func TestChannelLifecycle(t *testing.T) {
+	s, fake := startChannelServer(t)
+	ctx := context.Background()
+	owner, _ := register(t, s, "+14155550111", nil)
+	early, _ := register(t, s, "+14155550112", nil)
+	late, _ := register(t, s, "+14155550113", nil)
+
+	ch, err := owner.CreateChannel(ctx, "@bastion_news", "Bastion news", "What is new", false)
+	if err != nil {
+		t.Fatalf("CreateChannel() = %v", err)
+	}
+	if ch.Role != client.ChannelRoleOwner || ch.Handle != "@bastion_news" || ch.Private {
+		t.Fatalf("CreateChannel() = %+v", ch)
+	}
+	if _, err := early.CreateChannel(ctx, "bastion_news", "Mine", "", false); !isAPICode(err, api.CodeHandleTaken) {
+		t.Fatalf("CreateChannel(taken handle) = %v, want %s", err, api.CodeHandleTaken)
+	}
+	if _, err := early.FollowChannel(ctx, "@bastion_news"); err != nil {
+		t.Fatalf("FollowChannel() = %v", err)
+	}
+	post(t, owner, "@bastion_news", "first", "second", "third")
+	if _, err := owner.EditChannelPost(ctx, "@bastion_news", 2, "second, corrected"); err != nil {
+		t.Fatalf("EditChannelPost() = %v", err)
+	}
+	if _, err := owner.DeleteChannelPost(ctx, "@bastion_news", 3); err != nil {
+		t.Fatalf("DeleteChannelPost() = %v", err)
+	}
+	want := []string{"first", "second, corrected", "(deleted)"}
+	es := readChannel(t, early, "@bastion_news", 0)
+	if got := texts(es); !slices.Equal(got, want) {
+		t.Fatalf("early.ReadChannel() = %q, want %q", got, want)
+	}
+	if !es[0].ByOwner || !es[1].Edited || es[0].Seq != 1 || es[2].Seq != 3 {
+		t.Fatalf("early.ReadChannel() entries = %+v", es)
+	}
+	// Read again: nothing new, the same view, and no second count of views.
+	if got := texts(readChannel(t, early, "@bastion_news", 0)); !slices.Equal(got, want) {
+		t.Fatalf("early.ReadChannel() again = %q, want %q", got, want)
+	}
+	if got := fake.views("bastion_news"); !slices.Equal(got, []int64{1, 1, 1}) {
+		t.Fatalf("views after one reader = %v, want one each", got)
+	}
+
+	// A late follower starts at the owner's head and reads the history backwards.
+	if _, err := late.FollowChannel(ctx, "bastion_news"); err != nil {
+		t.Fatalf("late.FollowChannel() = %v", err)
+	}
+	post(t, owner, "@bastion_news", "fourth")
+	if got, want := texts(readChannel(t, late, "@bastion_news", 10)), append(want, "fourth"); !slices.Equal(got, want) {
+		t.Fatalf("late.ReadChannel() = %q, want %q", got, want)
+	}
+	if got, want := texts(readChannel(t, late, "@bastion_news", 2)), []string{"(deleted)", "fourth"}; !slices.Equal(got, want) {
+		t.Fatalf("late.ReadChannel(limit 2) = %q, want %q", got, want)
+	}
+	if got := fake.followers("bastion_news"); got != 2 {
+		t.Fatalf("followers = %d, want 2", got)
+	}
+
+	id, err := late.ReportChannelPost(ctx, "@bastion_news", 1, api.ReportTerms, "spam")
+	if err != nil || id == "" {
+		t.Fatalf("ReportChannelPost() = %q, %v", id, err)
+	}
+	if _, err := late.ReportChannelPost(ctx, "@bastion_news", 1, "dislike", ""); err == nil {
+		t.Fatal("ReportChannelPost(reason dislike) = nil, want an error")
+	}
+	if err := late.UnfollowChannel(ctx, "@bastion_news"); err != nil {
+		t.Fatalf("UnfollowChannel() = %v", err)
+	}
+	if _, err := late.ReadChannel(ctx, "@bastion_news", 0); !errors.Is(err, client.ErrNotFollowing) {
+		t.Fatalf("ReadChannel() after unfollowing = %v, want ErrNotFollowing", err)
+	}
+	if err := owner.UnfollowChannel(ctx, "@bastion_news"); err == nil {
+		t.Fatal("owner.UnfollowChannel() = nil, want an error")
+	}
+	if _, err := early.PostToChannel(ctx, "@bastion_news", "mine now"); !errors.Is(err, client.ErrNotChannelSigner) {
+		t.Fatalf("follower.PostToChannel() = %v, want ErrNotChannelSigner", err)
+	}
+}
+
+func isAPICode(err error, code string) bool {
+	var ae *client.APIError
+	return errors.As(err, &ae) && ae.Body.Code == code
+}
+
+func (cs *channelServer) views(handle string) []int64 {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	ch := cs.chans[cs.handles[handle]]
+	var out []int64
+	for s := uint64(1); s <= uint64(len(ch.posts)); s++ {
+		if p, _ := channel.ParsePost(ch.posts[s-1]); p.Kind() == channel.KindPost {
+			out = append(out, ch.views[s])
+		}
+	}
+	return out
+}
+
+func (cs *channelServer) followers(handle string) int64 {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.chans[cs.handles[handle]].followers
+}
+
+// TestChannelMisbehavingServer is issue 9's proof: a server that forges, alters,
+// drops or reorders a post, or withholds one without a statement of reasons, is caught
+// by the subscriber's Read, which shows and stores nothing it did not verify; once the
+// server behaves, the honest posts are accepted (the refusal left no trace).
+func TestChannelMisbehavingServer(t *testing.T) {
+	stranger, err := channel.GenerateSigningKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		tamper func(t *testing.T, page []api.ChannelPost) []api.ChannelPost
+		want   error
+		gap    *channel.GapError
+	}{
+		{"forged", func(t *testing.T, page []api.ChannelPost) []api.ChannelPost {
+			// Post 2 replaced by one a key never delegated signed, at the right place.
+			p1, _ := channel.ParsePost(page[0].Post)
+			f, err := channel.Sign(stranger, p1.Channel(), 2, p1.Hash(), channel.Draft{Kind: channel.KindPost, Body: []byte("BAD forged"), Time: time.Now()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			page[1].Post = f.Bytes()
+			return page
+		}, channel.ErrForged, nil},
+		{"altered", func(t *testing.T, page []api.ChannelPost) []api.ChannelPost {
+			page[1].Post = bytes.Replace(bytes.Clone(page[1].Post), []byte("two"), []byte("BAD"), 1)
+			return page
+		}, channel.ErrAltered, nil},
+		{"dropped", func(t *testing.T, page []api.ChannelPost) []api.ChannelPost {
+			return slices.Delete(page, 1, 2)
+		}, channel.ErrGap, &channel.GapError{From: 2, To: 2}},
+		{"reordered", func(t *testing.T, page []api.ChannelPost) []api.ChannelPost {
+			page[1], page[2] = page[2], page[1]
+			return page
+		}, channel.ErrReordered, nil},
+		{"withheld without notice", func(t *testing.T, page []api.ChannelPost) []api.ChannelPost {
+			p, _ := channel.ParsePost(page[1].Post)
+			page[1].Post = p.Withhold().Bytes()
+			return page
+		}, channel.ErrWithheld, nil},
+		{"withheld with a notice not the operator's", func(t *testing.T, page []api.ChannelPost) []api.ChannelPost {
+			p, _ := channel.ParsePost(page[1].Post)
+			_, other, _ := ed25519.GenerateKey(nil)
+			n, err := channel.SignNotice(other, channel.Notice{Channel: p.Channel(), Seq: 2, Post: p.Hash(),
+				Action: channel.ActionRemove, Reason: "made up", Time: time.Now()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			page[1] = api.ChannelPost{Post: p.Withhold().Bytes(), Notice: n.Bytes()}
+			return page
+		}, channel.ErrWithheld, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, fake := startChannelServer(t)
+			ctx := context.Background()
+			owner, _ := register(t, s, "+14155550121", nil)
+			sub, _ := register(t, s, "+14155550122", nil)
+			if _, err := owner.CreateChannel(ctx, "honest_news", "Honest news", "", false); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sub.FollowChannel(ctx, "@honest_news"); err != nil {
+				t.Fatal(err)
+			}
+			post(t, owner, "@honest_news", "post one", "post two", "post three")
+
+			fake.setTamper(func(page []api.ChannelPost) []api.ChannelPost { return tc.tamper(t, page) })
+			es, err := sub.ReadChannel(ctx, "@honest_news", 0)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("ReadChannel() error = %v, want %v", err, tc.want)
+			}
+			if tc.gap != nil {
+				var gap *channel.GapError
+				if !errors.As(err, &gap) || *gap != *tc.gap {
+					t.Fatalf("ReadChannel() error = %v, want gap %v", err, tc.gap)
+				}
+			}
+			if got, want := texts(es), []string{"post one"}; !slices.Equal(got, want) {
+				t.Fatalf("ReadChannel() shows %q, want %q (nothing unverified)", got, want)
+			}
+			// The profile stored nothing but post one: with the tampering still on, a
+			// second read refuses again and shows the same.
+			es, err = sub.ReadChannel(ctx, "@honest_news", 0)
+			if !errors.Is(err, tc.want) || !slices.Equal(texts(es), []string{"post one"}) {
+				t.Fatalf("ReadChannel() again = %q, %v; want post one and %v", texts(es), err, tc.want)
+			}
+			fake.setTamper(nil)
+			if got, want := texts(readChannel(t, sub, "@honest_news", 0)), []string{"post one", "post two", "post three"}; !slices.Equal(got, want) {
+				t.Fatalf("ReadChannel() from an honest server = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// A server that holds back the newest posts is caught by the owner's head: it names a
+// post the subscriber was not served.
+func TestChannelHeldBackPosts(t *testing.T) {
+	s, fake := startChannelServer(t)
+	ctx := context.Background()
+	owner, _ := register(t, s, "+14155550131", nil)
+	sub, _ := register(t, s, "+14155550132", nil)
+	if _, err := owner.CreateChannel(ctx, "fresh_news", "Fresh", "", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.FollowChannel(ctx, "@fresh_news"); err != nil {
+		t.Fatal(err)
+	}
+	post(t, owner, "@fresh_news", "one", "two")
+	fake.setTamper(func(page []api.ChannelPost) []api.ChannelPost {
+		if len(page) > 1 {
+			return page[:1] // serve only the first, and claim nothing newer
+		}
+		return page
+	})
+	fake.mu.Lock()
+	fake.tamperNewest = 1
+	fake.mu.Unlock()
+	es, err := sub.ReadChannel(ctx, "@fresh_news", 0)
+	var gap *channel.GapError
+	if !errors.As(err, &gap) || gap.From != 2 || gap.To != 2 {
+		t.Fatalf("ReadChannel() = %v, want a gap at post 2 from the owner's head", err)
+	}
+	if got := texts(es); !slices.Equal(got, []string{"one"}) {
+		t.Fatalf("ReadChannel() = %q, want one", got)
+	}
+}
+
+// The operator withholds a post with a signed statement of reasons: subscribers see
+// the notice in its place, the owner sees it among the channel's notices.
+func TestChannelWithheldPost(t *testing.T) {
+	s, fake := startChannelServer(t)
+	ctx := context.Background()
+	owner, _ := register(t, s, "+14155550141", nil)
+	sub, _ := register(t, s, "+14155550142", nil)
+	if _, err := owner.CreateChannel(ctx, "loud_news", "Loud", "", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.FollowChannel(ctx, "@loud_news"); err != nil {
+		t.Fatal(err)
+	}
+	post(t, owner, "@loud_news", "fine", "illegal in DE", "also fine")
+	fake.withhold(t, "loud_news", 2, nil, "DE", "Unlawful under §130 StGB; appeal at https://example/appeal")
+	es := readChannel(t, sub, "@loud_news", 0)
+	if got, want := texts(es), []string{"fine", "(withheld)", "also fine"}; !slices.Equal(got, want) {
+		t.Fatalf("ReadChannel() = %q, want %q", got, want)
+	}
+	w := es[1].Withheld
+	if w.Action != "restricted" || w.Jurisdiction != "DE" || !strings.Contains(w.Reason, "130 StGB") || es[1].Text != "" {
+		t.Fatalf("withheld entry = %+v, notice %+v", es[1], w)
+	}
+	ns, err := owner.ChannelNotices(ctx, "@loud_news")
+	if err != nil || len(ns) != 1 || ns[0].Seq != 2 || ns[0].Jurisdiction != "DE" {
+		t.Fatalf("ChannelNotices() = %+v, %v; want the DE restriction of post 2", ns, err)
+	}
+}
+
+// An admin key delegated by the owner posts; after the owner revokes it, the admin's
+// own client refuses to post, and a post the stolen key signs later (served by a
+// colluding server) is refused by every subscriber.
+func TestChannelAdmins(t *testing.T) {
+	s, fake := startChannelServer(t)
+	ctx := context.Background()
+	owner, _ := register(t, s, "+14155550151", nil)
+	admin, _ := register(t, s, "+14155550152", nil)
+	sub, _ := register(t, s, "+14155550153", nil)
+	if _, err := owner.CreateChannel(ctx, "staff_news", "Staff", "", false); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client.Client{admin, sub} {
+		if _, err := c.FollowChannel(ctx, "@staff_news"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key, err := admin.ChannelAdminKey(ctx, "@staff_news")
+	if err != nil {
+		t.Fatalf("ChannelAdminKey() = %v", err)
+	}
+	if again, _ := admin.ChannelAdminKey(ctx, "@staff_news"); again != key {
+		t.Fatalf("ChannelAdminKey() again = %s, want the same key %s", again, key)
+	}
+	if _, err := admin.PostToChannel(ctx, "@staff_news", "before delegation"); err == nil {
+		t.Fatal("PostToChannel() by an undelegated admin = nil, want an error")
+	}
+	if _, err := owner.AddChannelAdmin(ctx, "@staff_news", key); err != nil {
+		t.Fatalf("AddChannelAdmin() = %v", err)
+	}
+	// The admin's view is behind (it has not read the delegation): it catches up before
+	// it signs. Then the owner, behind the admin's post, loses the race for post 3 and
+	// signs again after the admin's (409 channel_conflict).
+	post(t, admin, "@staff_news", "from the admin")
+	post(t, owner, "@staff_news", "from the owner")
+	admins, err := sub.ChannelAdmins(ctx, "@staff_news")
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := readChannel(t, sub, "@staff_news", 0)
+	if got, want := texts(es), []string{"admin key " + key + " delegated from post 2", "from the admin", "from the owner"}; !slices.Equal(got, want) {
+		t.Fatalf("ReadChannel() = %q, want %q", got, want)
+	}
+	if es[1].ByOwner || es[1].Signer != key || !es[2].ByOwner {
+		t.Fatalf("ReadChannel() signers = %+v", es)
+	}
+	if admins, _ = sub.ChannelAdmins(ctx, "@staff_news"); len(admins) != 1 || admins[0].Key != key || admins[0].From != 2 {
+		t.Fatalf("ChannelAdmins() = %+v, want %s from 2", admins, key)
+	}
+
+	if _, err := owner.RevokeChannelAdmin(ctx, "@staff_news", key); err != nil {
+		t.Fatalf("RevokeChannelAdmin() = %v", err)
+	}
+	if _, err := admin.PostToChannel(ctx, "@staff_news", "after revocation"); !errors.Is(err, channel.ErrRevoked) {
+		t.Fatalf("PostToChannel() by a revoked admin = %v, want ErrRevoked", err)
+	}
+
+	// A key the test holds, delegated and revoked, then used by a colluding server.
+	stolen, _ := channel.GenerateSigningKey(nil)
+	if _, err := owner.AddChannelAdmin(ctx, "@staff_news", stolen.Public().String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.RevokeChannelAdmin(ctx, "@staff_news", stolen.Public().String()); err != nil {
+		t.Fatal(err)
+	}
+	p6, _ := channel.ParsePost(fake.rawPost("staff_news", 6))
+	evil, err := channel.Sign(stolen, p6.Channel(), 7, p6.Hash(), channel.Draft{Kind: channel.KindPost, Body: []byte("BAD by a revoked key"), Time: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.setTamper(func(page []api.ChannelPost) []api.ChannelPost {
+		return append(page, api.ChannelPost{Post: evil.Bytes()})
+	})
+	es, err = sub.ReadChannel(ctx, "@staff_news", 0)
+	if !errors.Is(err, channel.ErrRevoked) {
+		t.Fatalf("ReadChannel() with a revoked key's post = %v, want ErrRevoked", err)
+	}
+	for _, e := range es {
+		if strings.Contains(e.Text, "BAD") {
+			t.Fatalf("ReadChannel() shows %q", e.Text)
+		}
+	}
+	if n := len(es); n != 6 || es[n-1].Kind != "revoke" {
+		t.Fatalf("ReadChannel() = %q, want six entries ending with the revocation", texts(es))
+	}
+}
+
+// A private channel: the owner admits one follower over their 1:1 session; it reads
+// the posts, a follower never admitted cannot, and the server holds only ciphertext.
+func TestPrivateChannel(t *testing.T) {
+	s, fake := startChannelServer(t)
+	ctx := context.Background()
+	owner, _ := register(t, s, "+14155550161", nil)
+	member, _ := register(t, s, "+14155550162", nil)
+	outsider, _ := register(t, s, "+14155550163", nil)
+	if _, err := owner.CreateChannel(ctx, "inner_circle", "Inner circle", "", true); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client.Client{member, outsider} {
+		if _, err := c.FollowChannel(ctx, "@inner_circle"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := owner.AdmitToChannel(ctx, "@inner_circle", "+14155550162"); err != nil {
+		t.Fatalf("AdmitToChannel() = %v", err)
+	}
+	if got := receiveTexts(t, member); len(got) != 0 {
+		t.Fatalf("member.Receive() = %q, want no message for an admission", got)
+	}
+	const secret = "members only: meet at nine"
+	post(t, owner, "@inner_circle", secret)
+
+	if got, want := texts(readChannel(t, member, "@inner_circle", 0)), []string{secret}; !slices.Equal(got, want) {
+		t.Fatalf("member.ReadChannel() = %q, want %q", got, want)
+	}
+	es := readChannel(t, outsider, "@inner_circle", 0)
+	if len(es) != 1 || !es[0].Undecryptable || es[0].Text != "" {
+		t.Fatalf("outsider.ReadChannel() = %+v, want one undecryptable post", es)
+	}
+	if got, want := texts(readChannel(t, owner, "@inner_circle", 0)), []string{secret}; !slices.Equal(got, want) {
+		t.Fatalf("owner.ReadChannel() = %q, want %q", got, want)
+	}
+	if bytes.Contains(fake.stored("inner_circle"), []byte("meet at nine")) {
+		t.Fatal("the server holds the private post's plaintext")
+	}
+	if chs, err := member.Channels(ctx); err != nil || len(chs) != 1 || chs[0].Admitter == "" {
+		t.Fatalf("member.Channels() = %+v, %v; want the admitter recorded", chs, err)
+	}
+	if err := member.AdmitToChannel(ctx, "@inner_circle", "+14155550163"); !errors.Is(err, client.ErrNotChannelSigner) {
+		t.Fatalf("member.AdmitToChannel() = %v, want ErrNotChannelSigner", err)
+	}
+}
