@@ -7,6 +7,7 @@
 //	bastiond serve [flags]
 //	bastiond legal COMMAND [flags]   the lawful-request desk (docs/lawful-access.md)
 //	bastiond market COMMAND [flags]  withdraw the service from a country, or restore it
+//	bastiond admin reports [...]     review reports of public channel posts
 //
 // Every flag can also be given as a BASTION_* environment variable (--queue-ttl is
 // BASTION_QUEUE_TTL); a flag on the command line wins. With no flags it serves plain
@@ -39,6 +40,7 @@ Usage:
   bastiond serve [flags]   run the server (bastiond serve --help lists the flags)
   bastiond legal COMMAND   the lawful-request desk (bastiond legal help)
   bastiond market COMMAND  withdraw the service from a country, or restore it
+  bastiond admin reports   review reports of public channel posts (bastiond admin help)
   bastiond help            show this help
 `
 
@@ -54,6 +56,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return legalCmd(args[1:], getenv, stdout, stderr)
 	case "market":
 		return marketCmd(args[1:], getenv, stdout, stderr)
+	case "admin":
+		return adminCmd(args[1:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
