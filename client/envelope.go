@@ -26,6 +26,8 @@ type opened struct {
 	// senderIdentity is the identity key the sender certificate vouches for: it must
 	// equal the identity of the session that decrypts the ciphertext.
 	senderIdentity *curve.PublicKey
+	// groupID is the group a sender-key message (sealed.TypeSenderKey) names.
+	groupID []byte
 }
 
 var errBadBody = errors.New("envelope: invalid body")
@@ -132,8 +134,8 @@ func (c *Client) openBody(root *curve.PublicKey, body []byte, serverTime time.Ti
 	if err != nil {
 		return nil, errBadBody
 	}
-	if sc.Type != protocol.TypeSignal && sc.Type != protocol.TypePreKey {
-		return nil, errBadBody // group and plaintext types are not used yet
+	if sc.Type != protocol.TypeSignal && sc.Type != protocol.TypePreKey && sc.Type != sealed.TypeSenderKey {
+		return nil, errBadBody // the plaintext type is not used yet
 	}
-	return &opened{sender: sc.Sender, typ: sc.Type, ciphertext: sc.Body, senderIdentity: sc.Certificate.IdentityKey}, nil
+	return &opened{sender: sc.Sender, typ: sc.Type, ciphertext: sc.Body, senderIdentity: sc.Certificate.IdentityKey, groupID: sc.GroupID}, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/bastionchat/bastion/api"
 	"github.com/bastionchat/bastion/protocol"
 	"github.com/bastionchat/bastion/protocol/curve"
+	"github.com/bastionchat/bastion/protocol/sealed"
 )
 
 // Message is a received message, as stored in the profile.
@@ -46,6 +47,12 @@ type Message struct {
 	FromOperator bool `json:"from_operator,omitempty"`
 	// SentTo is set on a copy of a message this account sent from another device.
 	SentTo uuid.UUID `json:"sent_to,omitzero"`
+	// Group is set on a group message and on a group event: the group, with its title
+	// when it arrived (groups.go).
+	Group *MessageGroup `json:"group,omitempty"`
+	// GroupEvent describes what changed in the group (a member added, a change rejected,
+	// a message refused); Text is then empty.
+	GroupEvent string `json:"group_event,omitempty"`
 }
 
 // seenTTL is how long envelope ids are remembered to drop duplicates. An envelope is
@@ -64,6 +71,7 @@ func (c *Client) Receive(ctx context.Context) ([]Message, error) {
 	if err := c.connection(ctx, true, nil); err != nil {
 		return nil, err
 	}
+	c.flushGroups(ctx) // group changes queued while receiving (groups.go)
 	msgs, err := c.unshown(ctx)
 	if err != nil {
 		return nil, err
@@ -89,6 +97,7 @@ func (c *Client) Listen(ctx context.Context, handle func(Message) error) error {
 		c.log.Debug("maintenance failed", "err", err)
 	}
 	onStored := func() error {
+		c.flushGroups(ctx) // group changes queued while receiving (groups.go)
 		msgs, err := c.unshown(ctx)
 		if err != nil {
 			return err
@@ -296,6 +305,9 @@ func (c *Client) handleEnvelope(ctx context.Context, root *curve.PublicKey, e ap
 		c.log.Debug("envelope body does not open")
 		return false, markSeen(c.db)
 	}
+	if o.typ == sealed.TypeSenderKey { // a group message (groups_receive.go)
+		return c.receiveGroupMessage(ctx, e, o, now, markSeen)
+	}
 	var content *Content
 	var changed bool
 	err = c.inTx(ctx, func(tx *sql.Tx) error {
@@ -325,6 +337,10 @@ func (c *Client) handleEnvelope(ctx context.Context, root *curve.PublicKey, e ap
 		}
 		if len(content.ChannelDistribution) > 0 { // an admission to a private channel (channels_admit.go)
 			return c.receiveChannelAdmission(ctx, tx, o.sender.Name, content, markSeen)
+		}
+		if len(content.GroupID) > 0 && (len(content.GroupChanges) > 0 || len(content.SenderKeyDistribution) > 0) {
+			// A group change or sender key (groups_receive.go).
+			return c.receiveGroupControl(ctx, tx, st, e, o.sender, content, now, markSeen)
 		}
 		changed = st.replaced
 		if _, err := tx.ExecContext(ctx, `INSERT INTO messages (id, account, device, content_enc, server_ms, received_ms, identity_changed)
@@ -430,6 +446,7 @@ func (c *Client) unshown(ctx context.Context) ([]Message, error) {
 				return fmt.Errorf("stored message: %w", err)
 			}
 			m.Text, m.SentTo = content.Text, content.SyncDestination
+			groupOfStored(raw, content, &m)
 			m.SentAt = time.UnixMilli(int64(content.SentMS))
 			if m.Undecryptable {
 				m.SentAt = time.UnixMilli(serverMS)
