@@ -375,6 +375,9 @@ func (c *Client) FollowChannel(ctx context.Context, handle string) (Channel, err
 	if err := c.api.do(ctx, "PUT", channelPath(cs.id, "/follow"), c.cred(), nil, nil); err != nil {
 		return Channel{}, fmt.Errorf("following %v: %w", h, err)
 	}
+	if !cs.rec.Following {
+		cs.rec.Subscribers++ // the count the server gave, now with this profile
+	}
 	cs.rec.Following = true
 	if err := c.saveChannel(ctx, c.db, cs); err != nil {
 		return Channel{}, err
@@ -1002,8 +1005,9 @@ func (c *Client) control(ctx context.Context, handle, keyHex string, draft func(
 	return c.publish(ctx, cs, nil, func(seq uint64) channel.Draft { return draft(k, seq) })
 }
 
-// ChannelAdmins lists the channel's admin keys as of the newest post the profile
-// accepted.
+// ChannelAdmins fetches and verifies the channel's new posts, then lists its admin
+// keys as of the newest post the profile accepted (also when the server served
+// something it refused, together with that error).
 func (c *Client) ChannelAdmins(ctx context.Context, handle string) ([]ChannelAdmin, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -1011,11 +1015,12 @@ func (c *Client) ChannelAdmins(ctx context.Context, handle string) ([]ChannelAdm
 	if err != nil {
 		return nil, err
 	}
+	err = c.catchUp(ctx, cs)
 	var out []ChannelAdmin
 	for _, g := range cs.v.Grants() {
 		out = append(out, ChannelAdmin{Key: g.Key.String(), From: g.From, Until: g.Until, RevokedFrom: g.RevokedFrom})
 	}
-	return out, nil
+	return out, err
 }
 
 // ReportChannelPost reports post seq to the operator (EU DSA Art. 16): reason is
