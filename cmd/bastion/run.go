@@ -42,6 +42,8 @@ Commands:
   kt status|monitor      the key transparency log as verified; report devices or keys
                          of this account that this device did not add
   audit --server URL     replay a server's whole key transparency log (no account needed)
+  channel create|post|edit|delete|follow|unfollow|read|report|admins|admit|...
+                         broadcast channels, verified by every reader (bastion help channel)
   help [command]         show this help, or a command's
 
 Global flags (also accepted after the command):
