@@ -289,24 +289,17 @@ func (c *Client) numberOn(ctx context.Context, q querier, account uuid.UUID) str
 	return n
 }
 
-// displayName is how events name an account: its number, or the start of its id.
-func (c *Client) displayName(ctx context.Context, q querier, account uuid.UUID) string {
-	if account == c.acc.AccountID {
-		return "you"
-	}
-	if n := c.numberOn(ctx, q, account); n != "" {
-		return n
-	}
-	return "account " + account.String()[:8]
-}
-
 func (c *Client) info(ctx context.Context, q querier, r *replica) GroupInfo {
 	s := r.g.State()
 	d := s.Digest()
 	gi := GroupInfo{ID: s.Group.String(), Title: s.Title, Revision: s.Revision, Epoch: s.Epoch,
 		Member: s.IsMember(c.acc.AccountID), Admin: s.IsAdmin(c.acc.AccountID), Digest: hex.EncodeToString(d[:])}
 	for _, m := range s.Members {
-		gi.Members = append(gi.Members, GroupMember{Account: m, Number: c.numberOn(ctx, q, m), Admin: s.IsAdmin(m), Me: m == c.acc.AccountID})
+		gm := GroupMember{Account: m, Number: c.numberOn(ctx, q, m), Admin: s.IsAdmin(m), Me: m == c.acc.AccountID}
+		if gm.Me {
+			gm.Number = c.acc.Number
+		}
+		gi.Members = append(gi.Members, gm)
 	}
 	return gi
 }

@@ -136,7 +136,7 @@ func (c *Client) receiveGroupControl(ctx context.Context, tx *sql.Tx, st *stores
 // group is new here) and returns the replica and the event lines to show.
 func (c *Client) takeChanges(ctx context.Context, q querier, r *replica, from uuid.UUID, gid group.ID, raw []byte) (*replica, []string) {
 	me := c.acc.AccountID
-	who := c.displayName(ctx, q, from)
+	who := c.token(from)
 	changes, err := decodeChanges(raw)
 	if err == nil {
 		for _, ch := range changes {
@@ -191,7 +191,7 @@ func (c *Client) takeChanges(ctx context.Context, q querier, r *replica, from uu
 		switch {
 		case errors.Is(err, group.ErrWrongAuthor):
 			lines = append(lines, fmt.Sprintf("a %s in the name of %s, sent by %s, was refused: only its author can send a change",
-				ch.Kind, c.displayName(ctx, q, ch.Author), who))
+				ch.Kind, c.token(ch.Author), who))
 		case err != nil:
 			lines = append(lines, fmt.Sprintf("a %s from %s was refused: %v", ch.Kind, who, err))
 		case u.Duplicate:
@@ -206,7 +206,7 @@ func (c *Client) takeChanges(ctx context.Context, q querier, r *replica, from uu
 // describe says what one received change did, as an event line.
 func (c *Client) describe(ctx context.Context, q querier, u group.Update) string {
 	ch := u.Change
-	who := c.displayName(ctx, q, ch.Author)
+	who := c.token(ch.Author)
 	switch u.Outcome.Status {
 	case group.StatusRejected:
 		return fmt.Sprintf("%s: %s rejected: %s", who, ch.Kind, u.Outcome.Reason)
@@ -221,7 +221,7 @@ func (c *Client) describe(ctx context.Context, q querier, u group.Update) string
 	case group.KindRemove:
 		return fmt.Sprintf("%s removed %s", who, c.names(ctx, q, ch.Members, uuid.Nil))
 	case group.KindPromote:
-		return fmt.Sprintf("%s made %s admin", who, c.names(ctx, q, ch.Members, uuid.Nil))
+		return fmt.Sprintf("%s made %s an admin", who, c.names(ctx, q, ch.Members, uuid.Nil))
 	case group.KindRename:
 		return fmt.Sprintf("%s renamed the group to %q", who, ch.Title)
 	case group.KindLeave:
@@ -235,7 +235,7 @@ func (c *Client) names(ctx context.Context, q querier, ids []uuid.UUID, skip uui
 	var out []string
 	for _, id := range ids {
 		if id != skip {
-			out = append(out, c.displayName(ctx, q, id))
+			out = append(out, c.token(id))
 		}
 	}
 	if len(out) == 0 {
@@ -266,7 +266,7 @@ func (c *Client) receiveGroupMessage(ctx context.Context, e api.Envelope, o *ope
 			return markSeen(tx)
 		}
 		gid := group.ID(o.groupID)
-		who := c.displayName(ctx, tx, from)
+		who := c.token(from)
 		r, err := c.loadReplica(ctx, tx, gid)
 		if err != nil {
 			return err
@@ -327,9 +327,38 @@ func (c *Client) storeGroupRecord(ctx context.Context, tx *sql.Tx, e api.Envelop
 	return wrap("storing group message", err)
 }
 
+// token stands for account in an event line until it is shown: the line is stored when
+// the envelope arrives, but the account's number may become known only after (from the
+// number the same message states), so names are filled in when it is shown. The
+// delimiter is a control byte, which titles, quoted with %q in event lines, cannot hold.
+func (c *Client) token(account uuid.UUID) string {
+	if account == c.acc.AccountID {
+		return "you"
+	}
+	return "\x01" + account.String() + "\x01"
+}
+
+// fillNames replaces the tokens of line with numbers from the contacts, or the start of
+// the account id when the number is not known.
+func (c *Client) fillNames(ctx context.Context, q querier, line string) string {
+	parts := strings.Split(line, "\x01")
+	for i := 1; i < len(parts); i += 2 {
+		id, err := uuid.Parse(parts[i])
+		if err != nil {
+			continue
+		}
+		if n := c.numberOn(ctx, q, id); n != "" {
+			parts[i] = n
+		} else {
+			parts[i] = "account " + parts[i][:8]
+		}
+	}
+	return strings.Join(parts, "")
+}
+
 // groupOfStored completes m from the stored fields of a group message or event (raw is
-// the stored Content); a message without them is not a group's.
-func groupOfStored(raw []byte, content *Content, m *Message) {
+// the stored Content); a message without them is not a group's. q reads the contacts.
+func (c *Client) groupOfStored(ctx context.Context, q querier, raw []byte, content *Content, m *Message) {
 	var title string
 	var isGroup, event bool
 	for b := raw; len(b) > 0; {
@@ -364,6 +393,6 @@ func groupOfStored(raw []byte, content *Content, m *Message) {
 	}
 	m.Group = &MessageGroup{ID: hex.EncodeToString(content.GroupID), Title: title}
 	if event {
-		m.GroupEvent, m.Text = m.Text, ""
+		m.GroupEvent, m.Text = c.fillNames(ctx, q, m.Text), ""
 	}
 }

@@ -203,7 +203,7 @@ func TestGroupLifecycle(t *testing.T) {
 	for _, m := range []*member{bob, carol} {
 		msgs := receive(t, m)
 		if len(msgs) != 1 || msgs[0].Group == nil || msgs[0].Group.Title != title || msgs[0].Group.ID != g.ID ||
-			!strings.Contains(msgs[0].GroupEvent, "created the group") {
+			!strings.Contains(msgs[0].GroupEvent, alice.number+" created the group") {
 			t.Fatalf("%s: Receive() after create = %+v, want one create event in %q", m.number, msgs, title)
 		}
 	}

@@ -446,7 +446,7 @@ func (c *Client) unshown(ctx context.Context) ([]Message, error) {
 				return fmt.Errorf("stored message: %w", err)
 			}
 			m.Text, m.SentTo = content.Text, content.SyncDestination
-			groupOfStored(raw, content, &m)
+			c.groupOfStored(ctx, tx, raw, content, &m) // groups_receive.go
 			m.SentAt = time.UnixMilli(int64(content.SentMS))
 			if m.Undecryptable {
 				m.SentAt = time.UnixMilli(serverMS)

@@ -42,6 +42,8 @@ Commands:
   kt status|monitor      the key transparency log as verified; report devices or keys
                          of this account that this device did not add
   audit --server URL     replay a server's whole key transparency log (no account needed)
+  group create|add|remove|promote|rename|leave|send|list|members
+                         end-to-end encrypted groups (bastion help group)
   channel create|post|edit|delete|follow|unfollow|read|report|admins|admit|...
                          broadcast channels, verified by every reader (bastion help channel)
   help [command]         show this help, or a command's
@@ -373,6 +375,9 @@ func (c *cli) send(ctx context.Context, args []string) error {
 func (c *cli) printMessage(m client.Message) error {
 	if c.g.json {
 		return c.printJSON(m)
+	}
+	if m.Group != nil {
+		return c.printGroupMessage(m) // group.go
 	}
 	from := m.FromNumber
 	if from == "" {
