@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,10 +26,17 @@ import (
 	"github.com/bastionchat/bastion/protocol/senderkey"
 )
 
-// sendLog keeps the multi-recipient requests a test server received.
+// sendLog keeps the multi-recipient requests a test server received, and answers the
+// next ones with the errors queued in fail instead of passing them on.
 type sendLog struct {
 	mu   sync.Mutex
 	reqs []api.MultiSendRequest
+	fail []failure
+}
+
+type failure struct {
+	status int
+	body   api.Error
 }
 
 func (l *sendLog) wrap(h http.Handler) http.Handler {
@@ -40,11 +48,39 @@ func (l *sendLog) wrap(h http.Handler) http.Handler {
 			if json.Unmarshal(b, &req) == nil {
 				l.mu.Lock()
 				l.reqs = append(l.reqs, req)
+				var f *failure
+				if len(l.fail) > 0 {
+					f = &l.fail[0]
+					l.fail = l.fail[1:]
+				}
 				l.mu.Unlock()
+				if f != nil {
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(f.status)
+					json.NewEncoder(w).Encode(f.body)
+					return
+				}
 			}
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+func (l *sendLog) failNext(fs ...failure) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.fail = append(l.fail, fs...)
+}
+
+// envelopeIDs returns the envelope ids of req by account and device.
+func envelopeIDs(req api.MultiSendRequest) map[string]uuid.UUID {
+	out := map[string]uuid.UUID{}
+	for _, rc := range req.Recipients {
+		for _, m := range rc.Messages {
+			out[protocol.Address{Name: rc.Account.String(), DeviceID: m.DeviceID}.String()] = m.ID
+		}
+	}
+	return out
 }
 
 // since returns the requests received after the first n.
@@ -490,4 +526,66 @@ func groupDigest(t *testing.T, m *member, ref string) string {
 		t.Fatalf("%s: Group() = %v", m.number, err)
 	}
 	return gi.Digest
+}
+
+// TestGroupSendCorrections: when the server answers a multi-recipient send with wrong
+// device lists (409, 410), the client fixes every account listed and sends again with the
+// same envelope ids, so each member gets the message once; an account the server no
+// longer knows is dropped from the send.
+func TestGroupSendCorrections(t *testing.T) {
+	ctx := context.Background()
+	w := newGroupWorld(t)
+	alice := w.register("+14155550401")
+	bob := w.register("+14155550402")
+	carol := w.register("+14155550403")
+	g, err := alice.CreateGroup(ctx, "Retries", []string{bob.number, carol.number})
+	if err != nil {
+		t.Fatal(err)
+	}
+	settle(t, alice, bob, carol)
+	// Sessions and sender keys are in place: the next send is one request.
+	if _, err := alice.SendGroup(ctx, g.ID, "warm up"); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, alice, bob, carol)
+
+	ghost := uuid.New()
+	w.sent.failNext(
+		failure{http.StatusConflict, api.Error{Code: api.CodeMismatchedDevices, Message: "mismatch",
+			Accounts: []api.AccountMismatch{{Account: bob.acct.AccountID, ExtraDevices: []uint32{9}}, {Account: ghost, Unknown: true}}}},
+		failure{http.StatusGone, api.Error{Code: api.CodeStaleDevices, Message: "stale",
+			Accounts: []api.AccountMismatch{{Account: carol.acct.AccountID, StaleDevices: []uint32{carol.acct.DeviceID}}}}},
+	)
+	mark := w.sent.len()
+	if _, err := alice.SendGroup(ctx, g.ID, "sent once"); err != nil {
+		t.Fatalf("SendGroup() with corrections = %v", err)
+	}
+	reqs := w.sent.since(mark)
+	if len(reqs) != 3 {
+		t.Fatalf("SendGroup() made %d requests, want 3 (two corrected)", len(reqs))
+	}
+	first := envelopeIDs(reqs[0])
+	for i, req := range reqs[1:] {
+		if got := envelopeIDs(req); !maps.Equal(got, first) {
+			t.Errorf("request %d envelope ids = %v, want those of the first, %v", i+2, got, first)
+		}
+	}
+	got := settle(t, alice, bob, carol)
+	for _, m := range []*member{bob, carol} {
+		if have := groupTexts(got[m]); !slices.Equal(have, []string{"sent once"}) {
+			t.Errorf("%s read %q, want the message once", m.number, have)
+		}
+	}
+
+	// Too many corrections: the send fails and says so.
+	var fs []failure
+	for range 4 {
+		fs = append(fs, failure{http.StatusConflict, api.Error{Code: api.CodeMismatchedDevices,
+			Accounts: []api.AccountMismatch{{Account: bob.acct.AccountID, ExtraDevices: []uint32{9}}}}})
+	}
+	w.sent.failNext(fs...)
+	var ae *client.APIError
+	if _, err := alice.SendGroup(ctx, g.ID, "never"); !errors.As(err, &ae) || ae.Body.Code != api.CodeMismatchedDevices {
+		t.Fatalf("SendGroup() with endless corrections = %v, want the 409", err)
+	}
 }
