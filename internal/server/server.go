@@ -168,6 +168,7 @@ func (s *Server) routes() {
 	m.Handle("GET /v1/keys/{account}/{device}", h(s.authed(s.bundle)))
 	m.Handle("POST /v1/directory", h(s.authed(s.lookupNumber)))
 	m.Handle("PUT /v1/messages/{account}", h(s.authed(s.send)))
+	s.multiSendRoutes(m)
 	m.Handle("GET /v1/websocket", h(s.authed(s.websocket)))
 	m.Handle("GET /v1/certificate/trust-root", h(s.trustRoot))
 	m.Handle("GET /v1/certificate/delivery", h(s.authed(s.deliveryCertificate)))

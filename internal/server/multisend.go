@@ -1,0 +1,194 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/google/uuid"
+
+	"github.com/bastionchat/bastion/api"
+	"github.com/bastionchat/bastion/internal/store"
+)
+
+// Multi-recipient sends (issue 8): PUT /v1/messages carries the envelopes of one message
+// for every device of several accounts, typically a group message encrypted once under
+// the sender's Sender Key and sealed once per device. The server checks every account's
+// device list, queues every envelope in one durable write or none, and keeps nothing
+// about the request itself: no group, no member list, no record of which accounts were
+// addressed together. What remains afterwards is the envelopes, each in its own device's
+// queue, exactly as if they had been sent one account at a time.
+
+// multiSendRoutes registers the multi-recipient send.
+func (s *Server) multiSendRoutes(m *http.ServeMux) {
+	m.Handle("PUT /v1/messages", s.handle(s.authed(s.multiSend)))
+}
+
+func (s *Server) multiSend(w http.ResponseWriter, r *http.Request, d device) error {
+	// A declared length over the limit is refused before a byte of the body is read; an
+	// undeclared one (chunked) is cut off by decodeJSON's reader at the limit.
+	if r.ContentLength > api.MaxMultiSendBytes {
+		return tooLargeBody()
+	}
+	var req api.MultiSendRequest
+	if err := decodeJSON(w, r, api.MaxMultiSendBytes, &req); err != nil {
+		return err
+	}
+	at, err := s.queueMulti(r.Context(), d, req.Recipients)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.SendResponse{ServerTime: at})
+	return nil
+}
+
+func tooLargeBody() *httpError {
+	return newError(http.StatusRequestEntityTooLarge, api.CodeTooLarge,
+		fmt.Sprintf("request body is over its limit of %d bytes", api.MaxMultiSendBytes))
+}
+
+// validateMulti checks a multi-recipient send's shape, before any store read: the
+// envelope count, each envelope as the 1:1 send checks it, and no account or (within an
+// account) device named twice.
+func validateMulti(recips []api.Recipient) error {
+	if len(recips) == 0 {
+		return badRequest("recipients is empty")
+	}
+	total := 0
+	for _, rc := range recips {
+		total += len(rc.Messages)
+	}
+	// The count is checked first so that an oversized request costs no more work. 10,000
+	// is a full group (1,000 members) of 10 devices each; a larger audience is a channel.
+	if total > api.MaxMultiRecipientDevices {
+		return newError(http.StatusRequestEntityTooLarge, api.CodeTooLarge,
+			fmt.Sprintf("%d envelopes is over the limit of %d per request", total, api.MaxMultiRecipientDevices))
+	}
+	seen := make(map[uuid.UUID]int, len(recips))
+	for i, rc := range recips {
+		if rc.Account == uuid.Nil {
+			return badRequest(fmt.Sprintf("recipients[%d]: account is missing", i))
+		}
+		if j, dup := seen[rc.Account]; dup {
+			return badRequest(fmt.Sprintf("recipients[%d]: the account of recipients[%d] appears twice", i, j))
+		}
+		seen[rc.Account] = i
+		if err := validateEnvelopes(rc.Messages); err != nil {
+			err.body.Message = fmt.Sprintf("recipients[%d].%s", i, err.body.Message)
+			return err
+		}
+	}
+	return nil
+}
+
+// validateEnvelopes checks one account's envelopes as the 1:1 send does.
+func validateEnvelopes(msgs []api.OutgoingEnvelope) *httpError {
+	var devs map[uint32]struct{}
+	if len(msgs) > 8 { // a scan beats a map for a few devices, not for many
+		devs = make(map[uint32]struct{}, len(msgs))
+	}
+	for i, m := range msgs {
+		if len(m.Body) > api.MaxEnvelopeBody {
+			return newError(http.StatusRequestEntityTooLarge, api.CodeTooLarge,
+				fmt.Sprintf("messages[%d]: body is over %d bytes", i, api.MaxEnvelopeBody))
+		}
+		if len(m.Body) == 0 {
+			return badRequest(fmt.Sprintf("messages[%d]: body is empty", i))
+		}
+		if m.ID == uuid.Nil {
+			return badRequest(fmt.Sprintf("messages[%d]: id is missing", i))
+		}
+		dup := false
+		if devs != nil {
+			_, dup = devs[m.DeviceID]
+			devs[m.DeviceID] = struct{}{}
+		} else {
+			for _, o := range msgs[:i] {
+				dup = dup || o.DeviceID == m.DeviceID
+			}
+		}
+		if dup {
+			return badRequest(fmt.Sprintf("messages[%d]: device %d appears twice", i, m.DeviceID))
+		}
+	}
+	return nil
+}
+
+// queueMulti is a multi-recipient send: it validates recips, checks every account's
+// device list (d's own account, if named, addresses every device but d), and on success
+// stores every envelope in one durable Enqueue and wakes the devices. On any mismatch it
+// queues nothing and answers 409 (or 410 when every problem is a stale registration id)
+// listing every account that is wrong. It returns the server time stamped on the
+// envelopes.
+func (s *Server) queueMulti(ctx context.Context, d device, recips []api.Recipient) (int64, error) {
+	if err := validateMulti(recips); err != nil {
+		return 0, err
+	}
+	var bad []api.AccountMismatch
+	onlyStale := true
+	total := 0
+	for _, rc := range recips {
+		total += len(rc.Messages)
+		devs, err := s.devices.get(ctx, s.store, rc.Account)
+		if errors.Is(err, store.ErrNotFound) {
+			bad = append(bad, api.AccountMismatch{Account: rc.Account, Unknown: true})
+			onlyStale = false
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("listing devices: %w", err)
+		}
+		if e := checkDevices(devs, rc.Messages, rc.Account == d.account, d.id); e != nil {
+			bad = append(bad, api.AccountMismatch{
+				Account:        rc.Account,
+				MissingDevices: e.body.MissingDevices,
+				ExtraDevices:   e.body.ExtraDevices,
+				StaleDevices:   e.body.StaleDevices,
+			})
+			onlyStale = onlyStale && e.status == http.StatusGone
+		}
+	}
+	if len(bad) > 0 {
+		var e *httpError
+		if onlyStale {
+			e = newError(http.StatusGone, api.CodeStaleDevices,
+				"devices of the accounts listed were re-registered; fetch their new bundles and retry")
+		} else {
+			e = newError(http.StatusConflict, api.CodeMismatchedDevices,
+				"the device lists of the accounts listed differ; add missing_devices, drop extra_devices, drop unknown accounts and retry")
+		}
+		e.body.Accounts = bad
+		return 0, e
+	}
+
+	now := s.now()
+	if total == 0 {
+		// Only one's own account, with no other device: nothing to do.
+		return now.UnixMilli(), nil
+	}
+	envs := make([]*store.Envelope, 0, total)
+	backing := make([]store.Envelope, 0, total)
+	for _, rc := range recips {
+		for _, m := range rc.Messages {
+			backing = append(backing, store.Envelope{ID: m.ID, Account: rc.Account, Device: m.DeviceID, ServerTime: now, Body: m.Body})
+			envs = append(envs, &backing[len(backing)-1])
+		}
+	}
+	if err := s.store.Enqueue(ctx, envs); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			// A device went away between the check and the enqueue, and the store stored
+			// nothing. Which account it was is not known here: forget them all.
+			for _, rc := range recips {
+				s.devices.forget(rc.Account)
+			}
+			return 0, newError(http.StatusConflict, api.CodeMismatchedDevices, "a device list changed; fetch them and retry")
+		}
+		return 0, fmt.Errorf("enqueueing: %w", err)
+	}
+	s.metrics.queued.Add(float64(len(envs)))
+	for _, e := range envs {
+		s.notify.Notify(e.Account, e.Device)
+	}
+	return now.UnixMilli(), nil
+}
