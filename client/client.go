@@ -59,6 +59,10 @@ type Client struct {
 	id  *protocol.IdentityKeyPair
 	reg uint32
 	pw  string
+
+	// groupsQueued: a received change queued group messages to send (groups.go), so the
+	// next flush after storing messages has work. Guarded by mu.
+	groupsQueued bool
 }
 
 // Account describes the profile's own registration.

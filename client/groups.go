@@ -465,6 +465,7 @@ func (c *Client) applyPlan(ctx context.Context, q querier, r *replica, u group.U
 	}
 	if len(p.SendMyChangesTo) > 0 && len(r.g.ChangesBy(c.acc.AccountID)) > 0 {
 		r.rec.Outbox = append(r.rec.Outbox, outboxEntry{Kind: sendChangesBy, To: p.SendMyChangesTo})
+		c.groupsQueued = true
 	}
 }
 
@@ -506,22 +507,27 @@ func (c *Client) flushReplica(ctx context.Context, r *replica) error {
 }
 
 // flushGroups sends what every group's outbox holds: changes queued while receiving
-// (for accounts someone else added) or not delivered earlier. Failures are logged and
-// retried next time.
-func (c *Client) flushGroups(ctx context.Context) {
+// (for accounts someone else added) or not delivered earlier. With onlyQueued it does
+// nothing unless a received change queued something since the last flush (Listen calls
+// it after every stored batch). Failures are logged, without detail that could name
+// anyone, and retried next time.
+func (c *Client) flushGroups(ctx context.Context, onlyQueued bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.acc == nil {
+	if c.acc == nil || onlyQueued && !c.groupsQueued {
 		return
 	}
+	c.groupsQueued = false
 	all, err := c.allReplicas(ctx)
 	if err != nil {
-		c.log.Debug("loading groups failed", "err", err)
+		c.log.Debug("loading groups failed")
 		return
 	}
 	for _, r := range all {
 		if err := c.flushReplica(ctx, r); err != nil {
-			c.log.Debug("sending queued group changes failed", "err", err)
+			c.groupsQueued = true
+			c.log.Debug("sending queued group changes failed", "unreachable", errors.Is(err, ErrUnreachable),
+				"untrusted_identity", errors.Is(err, ErrUntrustedIdentity))
 		}
 	}
 }

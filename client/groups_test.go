@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -587,5 +588,45 @@ func TestGroupSendCorrections(t *testing.T) {
 	var ae *client.APIError
 	if _, err := alice.SendGroup(ctx, g.ID, "never"); !errors.As(err, &ae) || ae.Body.Code != api.CodeMismatchedDevices {
 		t.Fatalf("SendGroup() with endless corrections = %v, want the 409", err)
+	}
+}
+
+// TestGroupListen: a listening member gets group messages and events as they arrive.
+func TestGroupListen(t *testing.T) {
+	ctx := context.Background()
+	w := newGroupWorld(t)
+	alice := w.register("+14155550501")
+	bob := w.register("+14155550502")
+	lctx, cancel := context.WithCancel(ctx)
+	got := make(chan client.Message, 8)
+	done := make(chan error, 1)
+	go func() {
+		done <- bob.Listen(lctx, func(m client.Message) error { got <- m; return nil })
+	}()
+	if _, err := alice.CreateGroup(ctx, "Listeners", []string{bob.number}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendGroup(ctx, "Listeners", "are you listening"); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for len(seen) < 2 {
+		var m client.Message
+		select {
+		case m = <-got:
+		case <-time.After(time.Minute): // a guard against hanging, not a measurement
+			t.Fatalf("Listen() handed %q and then nothing", seen)
+		}
+		if m.Group == nil || m.Group.Title != "Listeners" {
+			t.Fatalf("Listen() handed %+v, want a message of the group", m)
+		}
+		seen = append(seen, m.GroupEvent+m.Text)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Listen() = %v", err)
+	}
+	if !strings.Contains(seen[0], "created the group") || seen[1] != "are you listening" {
+		t.Errorf("Listen() handed %q, want the create and then the message", seen)
 	}
 }

@@ -71,7 +71,7 @@ func (c *Client) Receive(ctx context.Context) ([]Message, error) {
 	if err := c.connection(ctx, true, nil); err != nil {
 		return nil, err
 	}
-	c.flushGroups(ctx) // group changes queued while receiving (groups.go)
+	c.flushGroups(ctx, false) // group changes queued while receiving (groups.go)
 	msgs, err := c.unshown(ctx)
 	if err != nil {
 		return nil, err
@@ -97,7 +97,7 @@ func (c *Client) Listen(ctx context.Context, handle func(Message) error) error {
 		c.log.Debug("maintenance failed", "err", err)
 	}
 	onStored := func() error {
-		c.flushGroups(ctx) // group changes queued while receiving (groups.go)
+		c.flushGroups(ctx, true) // group changes queued while receiving (groups.go)
 		msgs, err := c.unshown(ctx)
 		if err != nil {
 			return err
