@@ -336,7 +336,12 @@ func (c *Client) CreateChannel(ctx context.Context, handle, title, description s
 	var info api.ChannelInfo
 	err = c.api.do(ctx, "POST", "/v1/channels", c.cred(), api.CreateChannelRequest{Genesis: g.Bytes(), Head: head.Bytes()}, &info)
 	if err != nil {
-		c.db.ExecContext(ctx, "DELETE FROM channels WHERE id = ?", cs.id[:])
+		var ae *APIError
+		if errors.As(err, &ae) {
+			// Refused (a taken handle, say): the channel does not exist. After any other
+			// failure it may, so the key stays.
+			c.db.ExecContext(ctx, "DELETE FROM channels WHERE id = ?", cs.id[:])
+		}
 		return Channel{}, fmt.Errorf("creating %v: %w", h, err)
 	}
 	if info.ID != cs.id.String() {
@@ -348,7 +353,7 @@ func (c *Client) CreateChannel(ctx context.Context, handle, title, description s
 // FollowChannel follows a channel: it fetches the genesis and the owner's newest head
 // from the server, pins the genesis, starts the channel's Verifier at the head and
 // tells the server (which only counts followers). Following a channel the profile
-// already holds changes nothing but the server's counter.
+// already follows or owns changes nothing.
 func (c *Client) FollowChannel(ctx context.Context, handle string) (Channel, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -362,6 +367,9 @@ func (c *Client) FollowChannel(ctx context.Context, handle string) (Channel, err
 	cs, err := c.channelByHandle(ctx, c.db, h)
 	if err != nil && !errors.Is(err, ErrNotFollowing) {
 		return Channel{}, err
+	}
+	if cs != nil && cs.rec.Following {
+		return cs.describe(), nil // counted once
 	}
 	if cs == nil {
 		info, err := c.fetchInfo(ctx, h.String())
