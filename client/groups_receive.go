@@ -278,6 +278,11 @@ func (c *Client) receiveGroupMessage(ctx context.Context, e api.Envelope, o *ope
 		if !s.IsMember(from) {
 			return refuse(gid[:], s.Title, fmt.Sprintf("a message from %s was refused: not a member of the group", who))
 		}
+		// The certificate must vouch for the identity key this profile holds for the sender:
+		// the one whose session carried the sender's chain.
+		if !c.knownIdentity(ctx, st, from, o) {
+			return refuse(gid[:], s.Title, fmt.Sprintf("a message from %s was refused: its sender certificate names another identity key", who))
+		}
 		msg, err := senderkey.NewMessage(o.ciphertext)
 		if err != nil {
 			return refuse(gid[:], s.Title, fmt.Sprintf("a message from %s could not be decrypted", who))
@@ -309,6 +314,19 @@ func (c *Client) receiveGroupMessage(ctx context.Context, e api.Envelope, o *ope
 	}
 	c.log.Debug("group envelope handled", "stored", stored)
 	return stored, nil
+}
+
+// knownIdentity reports whether the identity key o's certificate names is the one held
+// for account.
+func (c *Client) knownIdentity(ctx context.Context, st *stores, account uuid.UUID, o *opened) bool {
+	if o.senderIdentity == nil {
+		return false
+	}
+	if account == c.acc.AccountID {
+		return o.senderIdentity.Equal(c.id.PublicKey())
+	}
+	row, err := st.loadIdentity(ctx, account.String())
+	return err == nil && row != nil && row.key.Equal(o.senderIdentity)
 }
 
 // storeGroupRecord stores a group message or event in the messages table.
