@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/bastionchat/bastion/api"
 	"github.com/bastionchat/bastion/client/group"
 	"github.com/bastionchat/bastion/protocol"
 	"github.com/bastionchat/bastion/protocol/senderkey"
@@ -469,6 +470,11 @@ func (c *Client) applyPlan(ctx context.Context, q querier, r *replica, u group.U
 	}
 }
 
+// maxControlPlaintext is the largest padded Content a group control message may carry:
+// an envelope body holds at most api.MaxEnvelopeBody, and the Signal message, the sealed
+// sender layers and the sender certificate around the plaintext take well under 2 KiB.
+const maxControlPlaintext = api.MaxEnvelopeBody - 2048
+
 // flushReplica sends r's outbox in order, saving r after each entry that went out.
 func (c *Client) flushReplica(ctx context.Context, r *replica) error {
 	if len(r.rec.Outbox) == 0 {
@@ -495,6 +501,14 @@ func (c *Client) flushReplica(ctx context.Context, r *replica) error {
 			changes = encodeChanges([]*group.Change{ch})
 		}
 		padded := encodeContent(&Content{GroupID: gid[:], GroupChanges: changes, SenderNumber: c.acc.Number, SentMS: uint64(c.now().UnixMilli())})
+		if len(padded) > maxControlPlaintext {
+			// It would never fit an envelope: drop it rather than block every later change.
+			r.rec.Outbox = r.rec.Outbox[1:]
+			if err := c.saveReplica(ctx, c.db, r); err != nil {
+				return err
+			}
+			return fmt.Errorf("the group's %s is %d bytes, more than one message can carry (%d): not sent", e.Kind, len(padded), maxControlPlaintext)
+		}
 		if _, err := c.multiSend(ctx, e.To, nil, c.sessionBodies(cert, func(uuid.UUID) []byte { return padded })); err != nil {
 			return err
 		}
