@@ -57,6 +57,7 @@ type Server struct {
 	legal     *legal.Desk       // the lawful-request desk; nil when not started (legal.go)
 	noticeKey *legal.SigningKey // signs notices queued for users (legal.go)
 	kt        *ktLog            // the key transparency log (kt.go)
+	chans     *channelHub       // broadcast channels (channels.go)
 
 	devices deviceCache // device lists for sends (cache.go)
 	creds   credCache   // recently verified credential digests (cache.go)
@@ -169,6 +170,7 @@ func (s *Server) routes() {
 	m.Handle("POST /v1/directory", h(s.authed(s.lookupNumber)))
 	m.Handle("PUT /v1/messages/{account}", h(s.authed(s.send)))
 	s.multiSendRoutes(m)
+	s.channelRoutes(m, h)
 	m.Handle("GET /v1/websocket", h(s.authed(s.websocket)))
 	m.Handle("GET /v1/certificate/trust-root", h(s.trustRoot))
 	m.Handle("GET /v1/certificate/delivery", h(s.authed(s.deliveryCertificate)))

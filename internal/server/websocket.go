@@ -160,6 +160,7 @@ func (c *wsConn) close(code ws.StatusCode, reason string) {
 	if unsub != nil {
 		unsub()
 	}
+	c.s.chans.dropConn(c) // channel subscriptions live as long as the connection
 	c.cancel()
 	c.ending.Store(true)
 	// A writer stuck on a slow peer is cut short, so the close frame waits at most 1 s.
@@ -300,7 +301,7 @@ func closeReply(p []byte) ws.StatusCode {
 	return ws.StatusProtocolError
 }
 
-// handle processes one client message: an ack.
+// handle processes one client message: an ack, a send or a channel subscription.
 func (c *wsConn) handle(p []byte) (ws.StatusCode, string) {
 	if ids, ok := parseAck(p); ok {
 		return c.ack(ids)
@@ -315,11 +316,14 @@ func (c *wsConn) handle(p []byte) (ws.StatusCode, string) {
 		return ws.StatusInvalidFramePayloadData, "malformed JSON frame"
 	}
 	serverOnly := len(f.Envelopes) > 0 || f.Status != 0 || f.ServerTime != 0 || f.Error != nil
+	serverOnly = serverOnly || f.Channel != "" || f.Posts != nil
 	switch {
 	case f.Type == api.FrameSend && !serverOnly && len(f.IDs) == 0:
 		return c.handleSend(&f)
-	case f.Type != api.FrameAck || serverOnly || f.RequestID != 0 || f.Destination != nil || f.Messages != nil:
-		return ws.StatusUnsupportedData, `clients send only "ack" and "send" frames, with their own fields`
+	case f.Type == api.FrameChannelSubscribe && !serverOnly && len(f.IDs) == 0 && f.RequestID == 0 && f.Destination == nil && f.Messages == nil:
+		return c.channelSubscribe(f.Channels)
+	case f.Type != api.FrameAck || serverOnly || f.RequestID != 0 || f.Destination != nil || f.Messages != nil || f.Channels != nil:
+		return ws.StatusUnsupportedData, `clients send only "ack", "send" and "channel_subscribe" frames, with their own fields`
 	}
 	return c.ack(f.IDs)
 }
