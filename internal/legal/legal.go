@@ -2,7 +2,10 @@
 // two different operators approve them, answers them with a signed disclosure package,
 // notifies the affected users (after a deferral the order may impose), appends every
 // order and its outcome to a public Merkle log, computes the transparency report from
-// that log alone, and keeps the list of markets the service has withdrawn from.
+// that log alone, and keeps the list of markets the service has withdrawn from. It is
+// also where operators decide the reports of public channel posts (notice and action,
+// moderation.go): a restriction or removal is a notice signed with the server's key, and
+// every report and decision is logged and counted.
 //
 // It implements DESIGN.md "Lawful requests and transparency"; docs/lawful-access.md
 // describes it for authorities and operators.

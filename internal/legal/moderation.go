@@ -188,9 +188,26 @@ func takeIn(ctx context.Context, tx *sql.Tx, r ChannelReport) (int64, error) {
 	return n, queueLog(ctx, tx, LogEntry{Kind: KindNotice, Report: n, Ground: ground(r.Reason), Received: received})
 }
 
+// TakeInReport numbers one report the desk has not seen and logs its receipt: what the
+// server calls after storing a report, when the desk runs on its node.
+func (d *Desk) TakeInReport(ctx context.Context, r ChannelReport) error {
+	tx, err := d.db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := takeIn(ctx, tx, r); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("taking in channel report: %w", err)
+	}
+	return d.flushLog(ctx)
+}
+
 // TakeInReports numbers every open report the desk has not seen yet and logs its
 // receipt, so that the transparency report counts it. The desk does it before every
-// review; the server calls it after storing a report, when the desk runs on its node.
+// review, which is how reports received by other nodes reach it.
 func (d *Desk) TakeInReports(ctx context.Context) error {
 	chans, err := d.channels()
 	if err != nil {

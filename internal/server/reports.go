@@ -112,7 +112,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, d device, l *lim
 	if s.legal != nil {
 		// The desk on this node numbers it now, so the transparency report counts it; a
 		// desk on another node does so at its operators' next review.
-		if err := s.legal.TakeInReports(ctx); err != nil {
+		if err := s.legal.TakeInReport(ctx, deskReport(rep)); err != nil {
 			s.log.Error("legal desk: taking in channel reports", "err", err)
 		}
 	}
