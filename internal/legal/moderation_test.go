@@ -382,3 +382,49 @@ func TestModerationAdminSocket(t *testing.T) {
 		t.Errorf("Decide(decided) = %v, want already decided", err)
 	}
 }
+
+func TestComputeReportChannelEntries(t *testing.T) {
+	at := t0
+	dec := t0.Add(time.Hour)
+	entry := func(e LogEntry) []byte {
+		b, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	recv := func(n int64) []byte {
+		return entry(LogEntry{Kind: KindNotice, Report: n, Ground: GroundIllegal, Received: at})
+	}
+	act := func(n int64, action, country string) []byte {
+		return entry(LogEntry{Kind: KindModeration, Report: n, Ground: GroundIllegal, Action: action, Jurisdiction: country, Received: at, Concluded: &dec})
+	}
+	tests := []struct {
+		name    string
+		entries [][]byte
+		wantErr string
+	}{
+		{"received and restricted", [][]byte{recv(1), act(1, ActionRestricted, "DE")}, ""},
+		{"received twice", [][]byte{recv(1), recv(1)}, "received twice"},
+		{"not numbered", [][]byte{recv(0)}, "not numbered"},
+		{"decided never received", [][]byte{act(1, ActionRemoved, "")}, "never received"},
+		{"decided twice", [][]byte{recv(1), act(1, ActionRemoved, ""), act(1, ActionDismissed, "")}, "decided twice"},
+		{"unknown action", [][]byte{recv(1), act(1, "banned", "")}, "unknown action"},
+		{"restriction without country", [][]byte{recv(1), act(1, ActionRestricted, "")}, "without a country"},
+		{"decision without date", [][]byte{recv(1), entry(LogEntry{Kind: KindModeration, Report: 1, Action: ActionRemoved, Received: at})}, "without its date"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep, err := ComputeReport(tt.entries)
+			if tt.wantErr == "" {
+				if err != nil || len(rep.ChannelNotices) != 1 || rep.ChannelNotices[0].RestrictedByCountry["DE"] != 1 || rep.ChannelNotices[0].MedianHoursToDecide != 1 {
+					t.Errorf("ComputeReport = %+v, %v; want one restriction in DE after 1 hour", rep.ChannelNotices, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ComputeReport = %v, want an error saying %q", err, tt.wantErr)
+			}
+		})
+	}
+}
