@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -451,4 +452,84 @@ func TestMultiSendByteLimit(t *testing.T) {
 	if n := len(h.pending(bob, 1)); n != 0 {
 		t.Errorf("queued after refused multi-sends = %d, want 0", n)
 	}
+}
+
+// strictMulti decodes p as readMultiSend's fallback does.
+func strictMulti(p []byte) (api.MultiSendRequest, bool) {
+	var req api.MultiSendRequest
+	dec := json.NewDecoder(bytes.NewReader(p))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, false
+	}
+	_, err := dec.Token()
+	return req, err == io.EOF
+}
+
+func TestParseMultiSend(t *testing.T) {
+	a, b := uuid.New(), uuid.New()
+	canonical := func(recips ...api.Recipient) string {
+		p, _ := json.Marshal(api.MultiSendRequest{Recipients: recips})
+		return string(p)
+	}
+	one := canonical(recipient(a, envelope(1, 1234, []byte("opaque"))))
+	tests := []struct {
+		in   string
+		fast bool
+	}{
+		{one, true},
+		{canonical(recipient(a, envelope(1, 1, []byte{0}), envelope(4294967295, 16380, make([]byte, 1000))), recipient(b, envelope(2, 2, []byte("yy")))), true},
+		{canonical(recipient(a, envelope(1, 1, []byte("x"))), recipient(b, envelope(1, 1, []byte("x"))), recipient(a, envelope(1, 1, []byte("x")))), true},
+		{strings.Replace(one, `"body":"b3BhcXVl"`, `"body":""`, 1), true},
+		{canonical(), false},             // no recipients: null
+		{canonical(recipient(a)), false}, // no envelopes: null
+		{`{"recipients":[]}`, false},     // no recipients: empty
+		{canonical(api.Recipient{Account: a, Messages: []api.OutgoingEnvelope{}}), false},
+		{strings.Replace(one, `"device_id":1`, `"device_id":4294967296`, 1), false},
+		{strings.Replace(one, `"device_id":1`, `"device_id":01`, 1), false},
+		{strings.Replace(one, `"device_id":1`, `"device_id":-1`, 1), false},
+		{strings.Replace(one, `"body":"b3BhcXVl"`, `"body":"b3BhcXVl\n"`, 1), false},
+		{strings.Replace(one, `"body":"b3BhcXVl"`, `"body":"b3BhcXV"`, 1), false},
+		{strings.Replace(one, `"body":"b3BhcXVl"`, `"body":null`, 1), false},
+		{strings.Replace(one, `"account":"`+a.String(), `"account":"`+b.String()[:35]+"g", 1), false},
+		{strings.Replace(one, `{"recipients":`, `{"recipients": `, 1), false},
+		{strings.Replace(one, `]}]}`, `],"x":1}]}`, 1), false},
+		{one + " ", false},
+		{one + "{}", false},
+	}
+	for i, tt := range tests {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			got, ok := parseMultiSend([]byte(tt.in))
+			if ok != tt.fast {
+				t.Fatalf("parseMultiSend(%.100s) ok = %v, want %v", tt.in, ok, tt.fast)
+			}
+			if !ok {
+				return
+			}
+			want, valid := strictMulti([]byte(tt.in))
+			if !valid || !reflect.DeepEqual(got, want) {
+				t.Errorf("parseMultiSend(%.100s) = %+v, want the decoder's %+v (valid %v)", tt.in, got, want, valid)
+			}
+		})
+	}
+}
+
+// FuzzParseMultiSend: whatever the fast path accepts, the strict decoder accepts as the
+// same request.
+func FuzzParseMultiSend(f *testing.F) {
+	p, _ := json.Marshal(api.MultiSendRequest{Recipients: []api.Recipient{
+		recipient(uuid.New(), envelope(1, 2, []byte("opaque ciphertext")), envelope(3, 4, []byte{0xff})),
+		recipient(uuid.New(), envelope(1, 5, []byte("x"))),
+	}})
+	f.Add(p)
+	f.Fuzz(func(t *testing.T, p []byte) {
+		got, ok := parseMultiSend(p)
+		if !ok {
+			return
+		}
+		want, valid := strictMulti(p)
+		if !valid || !reflect.DeepEqual(got, want) {
+			t.Errorf("parseMultiSend(%q) = %+v, want the decoder's %+v (valid %v)", p, got, want, valid)
+		}
+	})
 }
