@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"slices"
 	"strings"
@@ -12,7 +13,9 @@ import (
 
 	"github.com/bastionchat/bastion/api"
 	"github.com/bastionchat/bastion/channel"
+	"github.com/bastionchat/bastion/channel/private"
 	"github.com/bastionchat/bastion/client"
+	"github.com/bastionchat/bastion/protocol/senderkey"
 )
 
 // texts returns the text of each entry, "(kind)" for one without text.
@@ -52,7 +55,7 @@ func post(t *testing.T, c *client.Client, handle string, msgs ...string) {
 }
 
 func TestChannelLifecycle(t *testing.T) {
-	s, fake := startChannelServer(t)
+	s, fake := startMITM(t)
 	ctx := context.Background()
 	owner, _ := register(t, s, "+14155550111", nil)
 	early, _ := register(t, s, "+14155550112", nil)
@@ -105,8 +108,11 @@ func TestChannelLifecycle(t *testing.T) {
 	if got, want := texts(readChannel(t, late, "@bastion_news", 2)), []string{"(deleted)", "fourth"}; !slices.Equal(got, want) {
 		t.Fatalf("late.ReadChannel(limit 2) = %q, want %q", got, want)
 	}
+	if _, err := early.FollowChannel(ctx, "@bastion_news"); err != nil {
+		t.Fatalf("FollowChannel() again = %v", err)
+	}
 	if got := fake.followers("bastion_news"); got != 2 {
-		t.Fatalf("followers = %d, want 2", got)
+		t.Fatalf("followers = %d, want 2 (following twice counts once)", got)
 	}
 
 	id, err := late.ReportChannelPost(ctx, "@bastion_news", 1, api.ReportTerms, "spam")
@@ -133,25 +139,6 @@ func TestChannelLifecycle(t *testing.T) {
 func isAPICode(err error, code string) bool {
 	var ae *client.APIError
 	return errors.As(err, &ae) && ae.Body.Code == code
-}
-
-func (cs *channelServer) views(handle string) []int64 {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	ch := cs.chans[cs.handles[handle]]
-	var out []int64
-	for s := uint64(1); s <= uint64(len(ch.posts)); s++ {
-		if p, _ := channel.ParsePost(ch.posts[s-1]); p.Kind() == channel.KindPost {
-			out = append(out, ch.views[s])
-		}
-	}
-	return out
-}
-
-func (cs *channelServer) followers(handle string) int64 {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	return cs.chans[cs.handles[handle]].followers
 }
 
 // TestChannelMisbehavingServer is issue 9's proof: a server that forges, alters,
@@ -209,7 +196,7 @@ func TestChannelMisbehavingServer(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s, fake := startChannelServer(t)
+			s, fake := startMITM(t)
 			ctx := context.Background()
 			owner, _ := register(t, s, "+14155550121", nil)
 			sub, _ := register(t, s, "+14155550122", nil)
@@ -252,7 +239,7 @@ func TestChannelMisbehavingServer(t *testing.T) {
 // A server that holds back the newest posts is caught by the owner's head: it names a
 // post the subscriber was not served.
 func TestChannelHeldBackPosts(t *testing.T) {
-	s, fake := startChannelServer(t)
+	s, fake := startMITM(t)
 	ctx := context.Background()
 	owner, _ := register(t, s, "+14155550131", nil)
 	sub, _ := register(t, s, "+14155550132", nil)
@@ -269,9 +256,7 @@ func TestChannelHeldBackPosts(t *testing.T) {
 		}
 		return page
 	})
-	fake.mu.Lock()
-	fake.tamperNewest = 1
-	fake.mu.Unlock()
+	fake.setNewest(1)
 	es, err := sub.ReadChannel(ctx, "@fresh_news", 0)
 	var gap *channel.GapError
 	if !errors.As(err, &gap) || gap.From != 2 || gap.To != 2 {
@@ -285,7 +270,7 @@ func TestChannelHeldBackPosts(t *testing.T) {
 // The operator withholds a post with a signed statement of reasons: subscribers see
 // the notice in its place, the owner sees it among the channel's notices.
 func TestChannelWithheldPost(t *testing.T) {
-	s, fake := startChannelServer(t)
+	s, fake := startMITM(t)
 	ctx := context.Background()
 	owner, _ := register(t, s, "+14155550141", nil)
 	sub, _ := register(t, s, "+14155550142", nil)
@@ -315,7 +300,7 @@ func TestChannelWithheldPost(t *testing.T) {
 // own client refuses to post, and a post the stolen key signs later (served by a
 // colluding server) is refused by every subscriber.
 func TestChannelAdmins(t *testing.T) {
-	s, fake := startChannelServer(t)
+	s, fake := startMITM(t)
 	ctx := context.Background()
 	owner, _ := register(t, s, "+14155550151", nil)
 	admin, _ := register(t, s, "+14155550152", nil)
@@ -401,7 +386,7 @@ func TestChannelAdmins(t *testing.T) {
 // A private channel: the owner admits one follower over their 1:1 session; it reads
 // the posts, a follower never admitted cannot, and the server holds only ciphertext.
 func TestPrivateChannel(t *testing.T) {
-	s, fake := startChannelServer(t)
+	s, fake := startMITM(t)
 	ctx := context.Background()
 	owner, _ := register(t, s, "+14155550161", nil)
 	member, _ := register(t, s, "+14155550162", nil)
@@ -433,13 +418,94 @@ func TestPrivateChannel(t *testing.T) {
 	if got, want := texts(readChannel(t, owner, "@inner_circle", 0)), []string{secret}; !slices.Equal(got, want) {
 		t.Fatalf("owner.ReadChannel() = %q, want %q", got, want)
 	}
-	if bytes.Contains(fake.stored("inner_circle"), []byte("meet at nine")) {
-		t.Fatal("the server holds the private post's plaintext")
+	// The scan sees the stored post (its ciphertext), and no plaintext anywhere.
+	stored := fake.stored("inner_circle")
+	if !bytes.Contains(stored, fake.rawPost("inner_circle", 1)) {
+		t.Fatal("the scan of the server's store does not find the post it holds")
+	}
+	if bytes.Contains(stored, []byte("meet at nine")) {
+		t.Fatal("the server's store holds the private post's plaintext")
 	}
 	if chs, err := member.Channels(ctx); err != nil || len(chs) != 1 || chs[0].Admitter == "" {
 		t.Fatalf("member.Channels() = %+v, %v; want the admitter recorded", chs, err)
 	}
 	if err := member.AdmitToChannel(ctx, "@inner_circle", "+14155550163"); !errors.Is(err, client.ErrNotChannelSigner) {
 		t.Fatalf("member.AdmitToChannel() = %v, want ErrNotChannelSigner", err)
+	}
+}
+
+// Who may admit (docs/channels.md, "Using channels"): an admission to a channel the
+// profile does not follow is dropped; the first admitting account is recorded, and a
+// chain from another account is dropped afterwards; an admission never shows as a
+// message.
+func TestPrivateChannelAdmissionRules(t *testing.T) {
+	s, _ := startMITM(t)
+	ctx := context.Background()
+	owner, _ := register(t, s, "+14155550181", nil)
+	member, _ := register(t, s, "+14155550182", nil)
+	mallory, _ := register(t, s, "+14155550183", nil)
+	if _, err := owner.CreateChannel(ctx, "secret_club", "Secret club", "", true); err != nil {
+		t.Fatal(err)
+	}
+	// Admitted before following: dropped, so the owner's posts stay closed to it.
+	if err := owner.AdmitToChannel(ctx, "@secret_club", "+14155550182"); err != nil {
+		t.Fatal(err)
+	}
+	if got := receiveTexts(t, member); len(got) != 0 {
+		t.Fatalf("member.Receive() = %q, want nothing", got)
+	}
+	for _, c := range []*client.Client{member, mallory} {
+		if _, err := c.FollowChannel(ctx, "@secret_club"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	post(t, owner, "@secret_club", "one")
+	es := readChannel(t, member, "@secret_club", 0)
+	if len(es) != 1 || !es[0].Undecryptable {
+		t.Fatalf("member.ReadChannel() after an admission before following = %+v, want undecryptable", es)
+	}
+	ownerKey, err := hex.DecodeString(es[0].Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chs, err := member.Channels(ctx)
+	if err != nil || len(chs) != 1 || chs[0].Admitter != "" {
+		t.Fatalf("member.Channels() = %+v, %v; want no admitter yet", chs, err)
+	}
+	id, _ := hex.DecodeString(chs[0].ID)
+
+	// Admitted after following: the owner's account is recorded, the next post opens.
+	if err := owner.AdmitToChannel(ctx, "@secret_club", "+14155550182"); err != nil {
+		t.Fatal(err)
+	}
+	receiveTexts(t, member)
+	me, _ := owner.Whoami(ctx)
+	if chs, _ := member.Channels(ctx); chs[0].Admitter != me.AccountID.String() {
+		t.Fatalf("admitter = %q, want the owner's account %s", chs[0].Admitter, me.AccountID)
+	}
+
+	// Mallory, another follower, sends a chain of her own for the owner's key: dropped,
+	// the admitter stays the owner, and the owner's posts still open.
+	cid, _ := channel.ParseID(chs[0].ID)
+	pk, _ := channel.NewPublicKey(ownerKey)
+	dm, err := private.NewPoster(senderkey.NewMemoryStore(), cid, pk).Distribution(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mallory.SendChannelAdmissionForTest(ctx, "+14155550182", id, ownerKey, dm.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if got := receiveTexts(t, member); len(got) != 0 {
+		t.Fatalf("member.Receive() = %q, want no message for an admission", got)
+	}
+	if chs, _ := member.Channels(ctx); chs[0].Admitter != me.AccountID.String() {
+		t.Fatalf("admitter after Mallory's admission = %q, want the owner's %s", chs[0].Admitter, me.AccountID)
+	}
+	post(t, owner, "@secret_club", "two")
+	if got, want := texts(readChannel(t, member, "@secret_club", 0)), []string{"(undecryptable)", "two"}; !slices.Equal(got, want) {
+		t.Fatalf("member.ReadChannel() = %q, want %q", got, want)
+	}
+	if got, want := texts(readChannel(t, mallory, "@secret_club", 0)), []string{"(undecryptable)", "(undecryptable)"}; !slices.Equal(got, want) {
+		t.Fatalf("mallory.ReadChannel() = %q, want %q", got, want)
 	}
 }
