@@ -578,23 +578,27 @@ func (c *Client) sendGroupMessage(ctx context.Context, r *replica, dist uuid.UUI
 		return SendResult{}, err
 	}
 	gid := r.g.ID()
-	if r.rec.MyDist != dist {
-		r.rec.MyDist, r.rec.Holders = dist, nil
-	}
 	dm, err := senderkey.Create(ctx, c.storesOn(c.db), c.local(), dist)
 	if err != nil {
 		return SendResult{}, err
 	}
-	if err := c.saveReplica(ctx, c.db, r); err != nil {
-		return SendResult{}, err
+	if r.rec.MyDist != dist {
+		r.rec.MyDist, r.rec.Holders = dist, nil
+		if err := c.saveReplica(ctx, c.db, r); err != nil {
+			return SendResult{}, err
+		}
 	}
 	// Every device takes this device's chain before its first message on it: the
 	// distribution is queued first, and each device's queue keeps the order.
 	ready := func(devs map[uuid.UUID][]uint32) error {
+		holds := make(map[string]bool, len(r.rec.Holders))
+		for _, h := range r.rec.Holders {
+			holds[h] = true
+		}
 		var need []uuid.UUID
 		for acct, ds := range devs {
 			for _, d := range ds {
-				if !slices.Contains(r.rec.Holders, protocol.Address{Name: acct.String(), DeviceID: d}.String()) {
+				if !holds[protocol.Address{Name: acct.String(), DeviceID: d}.String()] {
 					need = append(need, acct)
 					break
 				}
@@ -610,8 +614,8 @@ func (c *Client) sendGroupMessage(ctx context.Context, r *replica, dist uuid.UUI
 		}
 		for acct, ds := range res.Devices {
 			for _, d := range ds {
-				a := protocol.Address{Name: acct.String(), DeviceID: d}.String()
-				if !slices.Contains(r.rec.Holders, a) {
+				if a := (protocol.Address{Name: acct.String(), DeviceID: d}).String(); !holds[a] {
+					holds[a] = true
 					r.rec.Holders = append(r.rec.Holders, a)
 				}
 			}

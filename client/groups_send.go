@@ -21,8 +21,67 @@ import (
 // with a 1:1 ciphertext per device; group messages with one sender-key ciphertext sealed
 // once per device.
 
-// bodyFunc makes the envelope body for one device, inside the transaction of st.
-type bodyFunc func(ctx context.Context, st *stores, addr protocol.Address) ([]byte, error)
+// bodyFunc makes the envelope body for the device addr, whose session's identity key is
+// remote, inside the transaction of st.
+type bodyFunc func(ctx context.Context, st *stores, addr protocol.Address, remote *curve.PublicKey) ([]byte, error)
+
+// device is a recipient device as its session describes it.
+type device struct {
+	reg      uint32
+	identity *curve.PublicKey
+}
+
+// liveDevices returns the devices of account with a current session, each with its
+// registration id and identity key, reading each session once. Like
+// dropReplacedSessions, it first deletes the sessions made with an identity key other
+// than the trusted one stored for the account (after [Client.Trust] they are dead).
+func liveDevices(ctx context.Context, st *stores, account string) (map[uint32]device, error) {
+	row, err := st.loadIdentity(ctx, account)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.q.QueryContext(ctx, "SELECT device FROM sessions WHERE account = ?", account)
+	if err != nil {
+		return nil, fmt.Errorf("listing sessions: %w", err)
+	}
+	var ds []uint32
+	for rows.Next() {
+		var d uint32
+		if err := rows.Scan(&d); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("listing sessions: %w", err)
+		}
+		ds = append(ds, d)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing sessions: %w", err)
+	}
+	out := make(map[uint32]device, len(ds))
+	for _, d := range ds {
+		addr := protocol.Address{Name: account, DeviceID: d}
+		rec, err := st.LoadSession(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		if rec == nil || !rec.HasCurrentState() {
+			continue
+		}
+		k, ok := rec.RemoteIdentityKey()
+		if !ok {
+			continue
+		}
+		if row != nil && row.trusted && !k.Equal(row.key) {
+			if err := st.deleteSession(ctx, addr); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		reg, _ := rec.RemoteRegistrationID()
+		out[d] = device{reg: reg, identity: k}
+	}
+	return out, nil
+}
 
 // multiResult is what a multi-recipient send reached.
 type multiResult struct {
@@ -61,15 +120,12 @@ func (c *Client) multiSend(ctx context.Context, accounts []uuid.UUID, ready func
 	for attempt := 0; ; attempt++ {
 		st := c.storesOn(c.db)
 		devs := map[uuid.UUID][]uint32{}
-		regs := map[protocol.Address]uint32{}
+		info := map[protocol.Address]device{}
 		var live []uuid.UUID
 		for _, acct := range accounts {
 			name := acct.String()
 			self := acct == c.acc.AccountID
-			if err := st.dropReplacedSessions(ctx, name); err != nil {
-				return res, err
-			}
-			ds, err := st.sessionDevices(ctx, name)
+			ds, err := liveDevices(ctx, st, name)
 			if err != nil {
 				return res, err
 			}
@@ -83,17 +139,17 @@ func (c *Client) multiSend(ctx context.Context, accounts []uuid.UUID, ready func
 				if err != nil {
 					return res, err
 				}
-				if ds, err = st.sessionDevices(ctx, name); err != nil {
+				if ds, err = liveDevices(ctx, st, name); err != nil {
 					return res, err
 				}
 			}
 			live = append(live, acct)
-			for d, reg := range ds {
+			for d, dv := range ds {
 				if self && d == c.acc.DeviceID {
 					continue
 				}
 				devs[acct] = append(devs[acct], d)
-				regs[protocol.Address{Name: name, DeviceID: d}] = reg
+				info[protocol.Address{Name: name, DeviceID: d}] = dv
 			}
 			slices.Sort(devs[acct])
 		}
@@ -114,7 +170,7 @@ func (c *Client) multiSend(ctx context.Context, accounts []uuid.UUID, ready func
 				r := api.Recipient{Account: acct, Messages: []api.OutgoingEnvelope{}}
 				for _, d := range devs[acct] {
 					addr := protocol.Address{Name: acct.String(), DeviceID: d}
-					b, err := body(ctx, st, addr)
+					b, err := body(ctx, st, addr, info[addr].identity)
 					if err != nil {
 						return err
 					}
@@ -123,7 +179,7 @@ func (c *Client) multiSend(ctx context.Context, accounts []uuid.UUID, ready func
 						id = uuid.New()
 						ids[addr] = id
 					}
-					r.Messages = append(r.Messages, api.OutgoingEnvelope{DeviceID: d, RegistrationID: regs[addr], ID: id, Body: b})
+					r.Messages = append(r.Messages, api.OutgoingEnvelope{DeviceID: d, RegistrationID: info[addr].reg, ID: id, Body: b})
 				}
 				req.Recipients = append(req.Recipients, r)
 			}
@@ -200,27 +256,10 @@ func (c *Client) putMulti(ctx context.Context, req api.MultiSendRequest, resp *a
 	return err
 }
 
-// remoteIdentity is the identity key of the session with addr, which the envelope is
-// sealed to.
-func remoteIdentity(ctx context.Context, st *stores, addr protocol.Address) (*curve.PublicKey, error) {
-	rec, err := st.LoadSession(ctx, addr)
-	if err != nil {
-		return nil, err
-	}
-	if rec == nil {
-		return nil, errors.New("no session with a recipient device")
-	}
-	k, ok := rec.RemoteIdentityKey()
-	if !ok {
-		return nil, errors.New("no identity key for a recipient device")
-	}
-	return k, nil
-}
-
 // sessionBodies returns a bodyFunc that encrypts plaintext[account] (padded Content) in
 // each device's 1:1 session and seals it.
 func (c *Client) sessionBodies(cert []byte, plaintext func(account uuid.UUID) []byte) bodyFunc {
-	return func(ctx context.Context, st *stores, addr protocol.Address) ([]byte, error) {
+	return func(ctx context.Context, st *stores, addr protocol.Address, remote *curve.PublicKey) ([]byte, error) {
 		acct, err := uuid.Parse(addr.Name)
 		if err != nil {
 			return nil, err
@@ -232,10 +271,6 @@ func (c *Client) sessionBodies(cert []byte, plaintext func(account uuid.UUID) []
 		if err != nil {
 			return nil, fmt.Errorf("encrypting: %w", err)
 		}
-		remote, err := remoteIdentity(ctx, st, addr)
-		if err != nil {
-			return nil, err
-		}
 		return c.sealBody(cert, remote, msg)
 	}
 }
@@ -244,11 +279,7 @@ func (c *Client) sessionBodies(cert []byte, plaintext func(account uuid.UUID) []
 // naming the group (sealed sender v1, type SenderKey, with the group id, as libsignal's
 // multi-recipient sends do).
 func (c *Client) senderKeyBodies(cert, skm []byte, gid []byte) bodyFunc {
-	return func(ctx context.Context, st *stores, addr protocol.Address) ([]byte, error) {
-		remote, err := remoteIdentity(ctx, st, addr)
-		if err != nil {
-			return nil, err
-		}
+	return func(ctx context.Context, st *stores, addr protocol.Address, remote *curve.PublicKey) ([]byte, error) {
 		b, err := sealed.Encrypt(c.rand, remote, c.id, cert, sealed.TypeSenderKey, skm, gid)
 		if err != nil {
 			return nil, fmt.Errorf("sealing: %w", err)
