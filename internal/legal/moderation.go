@@ -146,7 +146,7 @@ type NoticeView struct {
 	Notice       []byte    `json:"notice"`
 }
 
-// ErrNoChannels is returned by the moderation calls of a desk without a [Channels].
+// errNoChannels is what the moderation calls of a desk without a [Channels] return.
 var errNoChannels = errors.New("this desk has no view of channel reports")
 
 func (d *Desk) channels() (Channels, error) {
