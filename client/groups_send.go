@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -113,7 +114,7 @@ func (r multiResult) count() int {
 func (c *Client) multiSend(ctx context.Context, accounts []uuid.UUID, ready func(map[uuid.UUID][]uint32) error, body bodyFunc) (multiResult, error) {
 	var res multiResult
 	accounts = slices.Clone(accounts)
-	slices.SortFunc(accounts, func(a, b uuid.UUID) int { return compareIDs(a, b) })
+	slices.SortFunc(accounts, compareIDs)
 	accounts = slices.Compact(accounts)
 	ids := map[protocol.Address]uuid.UUID{}
 	fetched := map[uuid.UUID]bool{}
@@ -288,11 +289,4 @@ func (c *Client) senderKeyBodies(cert, skm []byte, gid []byte) bodyFunc {
 	}
 }
 
-func compareIDs(a, b uuid.UUID) int {
-	for i := range a {
-		if a[i] != b[i] {
-			return int(a[i]) - int(b[i])
-		}
-	}
-	return 0
-}
+func compareIDs(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }
