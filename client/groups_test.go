@@ -686,3 +686,53 @@ func (w *groupWorld) registerB(b *testing.B, number string) *member {
 	}
 	return &member{Client: c, number: number, acct: a}
 }
+
+// TestGroupNames: a group is named by its exact title when only one group has it, or by
+// at least 8 hex digits of its id.
+func TestGroupNames(t *testing.T) {
+	ctx := context.Background()
+	w := newGroupWorld(t)
+	alice := w.register("+14155550601")
+	bob := w.register("+14155550602")
+	a, err := alice.CreateGroup(ctx, "Twins", []string{bob.number})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := alice.CreateGroup(ctx, "Twins", []string{bob.number})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		ref  string
+		want string // group id, or "" for an error
+		err  error
+	}{
+		{"Twins", "", client.ErrAmbiguousGroup},
+		{a.ID, a.ID, nil},
+		{a.ID[:8], a.ID, nil},
+		{strings.ToUpper(b.ID[:12]), b.ID, nil},
+		{a.ID[:7], "", client.ErrUnknownGroup},
+		{"twins", "", client.ErrUnknownGroup},
+		{"", "", client.ErrUnknownGroup},
+	}
+	for _, tt := range tests {
+		g, err := alice.Group(ctx, tt.ref)
+		if tt.err != nil {
+			if !errors.Is(err, tt.err) {
+				t.Errorf("Group(%q) = %v, want %v", tt.ref, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || g.ID != tt.want {
+			t.Errorf("Group(%q) = %s, %v; want %s", tt.ref, g.ID, err, tt.want)
+		}
+	}
+	gs, err := bob.Groups(ctx)
+	if err != nil || len(gs) != 0 {
+		t.Fatalf("bob.Groups() before receiving = %v, %v; want none", gs, err)
+	}
+	receive(t, bob)
+	if gs, err := bob.Groups(ctx); err != nil || len(gs) != 2 || !gs[0].Member || gs[0].Admin {
+		t.Fatalf("bob.Groups() = %+v, %v; want two groups, member, not admin", gs, err)
+	}
+}
