@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nyaruka/phonenumbers"
+
 	"github.com/bastionchat/bastion/api"
 	"github.com/bastionchat/bastion/channel"
 	"github.com/bastionchat/bastion/channel/private"
@@ -641,12 +643,61 @@ func (c *Client) ReadChannel(ctx context.Context, handle string, limit int) ([]C
 	if err := c.keep(ctx, cs, got, voided); err != nil {
 		return nil, err
 	}
+	if ierr == nil {
+		c.applyLaterNotices(ctx, cs)
+	}
 	c.countViews(ctx, cs, got)
 	entries, err := c.entries(ctx, cs, limit)
 	if err != nil {
 		return nil, err
 	}
 	return entries, errors.Join(perr, herr, ierr)
+}
+
+// applyLaterNotices withholds, in the profile, posts it read before the operator
+// restricted them in this account's jurisdiction (the country of its number, as the
+// server decides it) or removed them: the notice, signed by the server's key and naming
+// the post by hash, replaces the body the profile kept. A notice that does not verify,
+// or names a post the profile does not hold as it is, changes nothing. Failures only
+// leave the posts as they were.
+func (c *Client) applyLaterNotices(ctx context.Context, cs *chanState) {
+	var resp api.NoticesResponse
+	if err := c.api.do(ctx, "GET", channelPath(cs.id, "/notices"), c.cred(), nil, &resp); err != nil {
+		c.log.Debug("fetching channel notices failed", "err", err)
+		return
+	}
+	key, err := c.noticeKey(ctx)
+	if err != nil || len(resp.Notices) == 0 {
+		return
+	}
+	country := ""
+	if n, err := phonenumbers.Parse(c.acc.Number, "ZZ"); err == nil {
+		country = phonenumbers.GetRegionCodeForNumber(n)
+	}
+	for _, raw := range resp.Notices {
+		n, err := channel.ParseNotice(raw)
+		if err != nil || n.Channel != cs.id || !n.Verify(key) {
+			continue
+		}
+		if n.Action == channel.ActionRestrict && (country == "" || !strings.EqualFold(n.Jurisdiction, country)) {
+			continue
+		}
+		err = c.inTx(ctx, func(tx *sql.Tx) error {
+			sp, err := c.getPost(ctx, tx, cs.id, n.Seq)
+			if err != nil || sp == nil || len(sp.Notice) > 0 {
+				return err
+			}
+			p, err := channel.ParsePost(sp.Post)
+			if err != nil || p.Hash() != n.Post || p.Withhold() == p {
+				return err
+			}
+			sp.Post, sp.Notice, sp.Plain, sp.Undecryptable = p.Withhold().Bytes(), raw, nil, false
+			return c.putPost(ctx, tx, cs.id, n.Seq, sp)
+		})
+		if err != nil {
+			c.log.Debug("applying a channel notice failed", "err", err)
+		}
+	}
 }
 
 // checkHead checks the owner's newest head against what the profile holds. A stale

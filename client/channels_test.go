@@ -267,32 +267,60 @@ func TestChannelHeldBackPosts(t *testing.T) {
 	}
 }
 
-// The operator withholds a post with a signed statement of reasons: subscribers see
-// the notice in its place, the owner sees it among the channel's notices.
+// The operator withholds a post with a signed statement of reasons: a subscriber in
+// that jurisdiction sees the notice in its place, the owner sees it among the channel's
+// notices, and a subscriber that read the post before a removal has it withheld on its
+// next read; a restriction elsewhere leaves it alone.
 func TestChannelWithheldPost(t *testing.T) {
 	s, fake := startMITM(t)
 	ctx := context.Background()
 	owner, _ := register(t, s, "+14155550141", nil)
-	sub, _ := register(t, s, "+14155550142", nil)
+	us, _ := register(t, s, "+14155550142", nil)
+	de, _ := register(t, s, "+4915123456142", nil)
 	if _, err := owner.CreateChannel(ctx, "loud_news", "Loud", "", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sub.FollowChannel(ctx, "@loud_news"); err != nil {
-		t.Fatal(err)
+	for _, c := range []*client.Client{us, de} {
+		if _, err := c.FollowChannel(ctx, "@loud_news"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	post(t, owner, "@loud_news", "fine", "illegal in DE", "also fine")
+	all := []string{"fine", "illegal in DE", "also fine"}
+	if got := texts(readChannel(t, us, "@loud_news", 0)); !slices.Equal(got, all) {
+		t.Fatalf("us.ReadChannel() = %q, want %q", got, all)
+	}
+
 	fake.withhold(t, "loud_news", 2, nil, "DE", "Unlawful under §130 StGB; appeal at https://example/appeal")
-	es := readChannel(t, sub, "@loud_news", 0)
+	es := readChannel(t, de, "@loud_news", 0)
 	if got, want := texts(es), []string{"fine", "(withheld)", "also fine"}; !slices.Equal(got, want) {
-		t.Fatalf("ReadChannel() = %q, want %q", got, want)
+		t.Fatalf("de.ReadChannel() = %q, want %q", got, want)
 	}
 	w := es[1].Withheld
 	if w.Action != "restricted" || w.Jurisdiction != "DE" || !strings.Contains(w.Reason, "130 StGB") || es[1].Text != "" {
 		t.Fatalf("withheld entry = %+v, notice %+v", es[1], w)
 	}
+	if got := texts(readChannel(t, us, "@loud_news", 0)); !slices.Equal(got, all) {
+		t.Fatalf("us.ReadChannel() after a DE restriction = %q, want %q", got, all)
+	}
+
+	fake.withhold(t, "loud_news", 3, nil, "", "Removed: terms of service, spam")
+	if got, want := texts(readChannel(t, us, "@loud_news", 0)), []string{"fine", "illegal in DE", "(withheld)"}; !slices.Equal(got, want) {
+		t.Fatalf("us.ReadChannel() after a removal = %q, want %q", got, want)
+	}
+	// A notice signed by someone else than the operator changes nothing held.
+	_, other, _ := ed25519.GenerateKey(nil)
+	fake.withhold(t, "loud_news", 1, other, "", "made up")
+	if got, want := texts(readChannel(t, us, "@loud_news", 0)), []string{"fine", "illegal in DE", "(withheld)"}; !slices.Equal(got, want) {
+		t.Fatalf("us.ReadChannel() after a forged notice = %q, want %q", got, want)
+	}
+
 	ns, err := owner.ChannelNotices(ctx, "@loud_news")
-	if err != nil || len(ns) != 1 || ns[0].Seq != 2 || ns[0].Jurisdiction != "DE" {
-		t.Fatalf("ChannelNotices() = %+v, %v; want the DE restriction of post 2", ns, err)
+	if len(ns) != 2 || ns[0].Seq != 2 || ns[0].Jurisdiction != "DE" || ns[1].Seq != 3 || ns[1].Action != "removed" {
+		t.Fatalf("ChannelNotices() = %+v, want the DE restriction of post 2 and the removal of post 3", ns)
+	}
+	if err == nil {
+		t.Fatal("ChannelNotices() with a notice not the operator's = nil error, want one")
 	}
 }
 
