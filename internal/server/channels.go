@@ -70,6 +70,16 @@ type channelHub struct {
 	conns map[*wsConn]*chanSub
 
 	create, follow, views *limiter
+
+	fanMu      sync.Mutex
+	fanQueue   []fanJob // posts to push, in the order they were stored
+	fanRunning bool
+}
+
+// fanJob is new posts of one channel to push to this node's subscribers.
+type fanJob struct {
+	id channel.ID
+	ps []store.ChannelPost
 }
 
 // channelState guards one channel's verifier; mu serialises its posts on this node.
@@ -403,7 +413,7 @@ func (hub *channelHub) append(ctx context.Context, id channel.ID, p *channel.Pos
 				hub.s.log.Error("channels: storing a head", "err", err)
 			}
 		}
-		hub.fanOut(ctx, id, []store.ChannelPost{{Channel: id, Seq: p.Seq(), Post: raw}})
+		hub.queueFanOut(id, []store.ChannelPost{{Channel: id, Seq: p.Seq(), Post: raw}})
 		if hub.bus != nil {
 			hub.bus.PublishChannelPost(id, p.Seq())
 		}
@@ -417,15 +427,14 @@ func (hub *channelHub) remotePost(id [16]byte, seq uint64) {
 	if !hub.hasSubscribers(id) {
 		return
 	}
-	ctx := context.Background()
-	ps, err := hub.s.store.ChannelPostsAfter(ctx, id, seq-min(seq, 1), 1)
+	ps, err := hub.s.store.ChannelPostsAfter(context.Background(), id, seq-min(seq, 1), 1)
 	if err != nil || len(ps) == 0 || ps[0].Seq != seq {
 		if err != nil {
 			hub.s.log.Error("channels: reading a post another node stored", "err", err)
 		}
 		return
 	}
-	hub.fanOut(ctx, id, ps)
+	hub.queueFanOut(id, ps)
 }
 
 func (s *Server) putHead(w http.ResponseWriter, r *http.Request, d device) error {

@@ -146,6 +146,40 @@ func (hub *channelHub) hasSubscribers(id channel.ID) bool {
 	return len(hub.subs[id]) > 0
 }
 
+// queueFanOut hands ps to the fan-out goroutine, started if none runs: the poster's
+// answer waits for its commit, not for the frames of every subscriber. Jobs run in the
+// order they were queued, and a channel's posts are queued in seq order (under its
+// lock), so every connection gets a channel's posts in order.
+func (hub *channelHub) queueFanOut(id channel.ID, ps []store.ChannelPost) {
+	if !hub.hasSubscribers(id) {
+		return
+	}
+	hub.fanMu.Lock()
+	hub.fanQueue = append(hub.fanQueue, fanJob{id, ps})
+	start := !hub.fanRunning
+	hub.fanRunning = true
+	hub.fanMu.Unlock()
+	if start {
+		go hub.fanLoop()
+	}
+}
+
+func (hub *channelHub) fanLoop() {
+	for {
+		hub.fanMu.Lock()
+		if len(hub.fanQueue) == 0 {
+			hub.fanRunning = false
+			hub.fanQueue = nil
+			hub.fanMu.Unlock()
+			return
+		}
+		j := hub.fanQueue[0]
+		hub.fanQueue = hub.fanQueue[1:]
+		hub.fanMu.Unlock()
+		hub.fanOut(context.Background(), j.id, j.ps)
+	}
+}
+
 // fanOut pushes ps (new posts of id, in order) to every connection subscribed to id
 // on this node. It never waits for a connection.
 func (hub *channelHub) fanOut(ctx context.Context, id channel.ID, ps []store.ChannelPost) {
