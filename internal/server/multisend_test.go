@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -255,6 +256,11 @@ func TestMultiSendRefusals(t *testing.T) {
 	h.want(h.multiSend(nil, g.right(body)...), 401, api.CodeUnauthorized, "multi-send without credentials")
 }
 
+// storePassword is the password of device 1 of storeAccounts' accounts.
+const storePassword = "store account password"
+
+var storePasswordHash = sha256.Sum256([]byte(storePassword))
+
 // storeAccounts creates n accounts straight in the store, concurrently (they share group
 // commits), each with devices 1..perAccount: device 1 with registration id 1234, the
 // others with 1000. Numbers are +1416 and base+i in seven digits.
@@ -276,7 +282,7 @@ func (h *harness) storeAccounts(base, n, perAccount int) []uuid.UUID {
 			number := fmt.Sprintf("+1416%07d", base+i)
 			h.secret(number)
 			a, _, err := h.st.Register(context.Background(), number, keys[i],
-				store.Device{ID: 1, RegistrationID: 1234, CredentialHash: make([]byte, 32)})
+				store.Device{ID: 1, RegistrationID: 1234, CredentialHash: storePasswordHash[:]})
 			mu.Lock()
 			if first == nil {
 				first = err
