@@ -495,16 +495,16 @@ func TestGroupOverCLI(t *testing.T) {
 
 	// What the server kept. The members' account ids, as the group states name them, must
 	// be the ones in the accounts table: that is what the row scan looks for.
-	var members []account
-	for _, m := range g.Members {
-		num := map[uuid.UUID]string{}
-		for _, r := range before.rows {
-			if r.table == "accounts" && len(r.cells) >= 2 {
-				if aid, err := uuid.FromBytes(r.cells[0]); err == nil {
-					num[aid] = string(r.cells[1])
-				}
+	num := map[uuid.UUID]string{}
+	for _, r := range before.rows {
+		if r.db == "bastion.db" && r.table == "accounts" && len(r.cells) >= 2 {
+			if aid, err := uuid.FromBytes(r.cells[0]); err == nil {
+				num[aid] = string(r.cells[1])
 			}
 		}
+	}
+	var members []account
+	for _, m := range g.Members {
 		if num[m.Account] == "" {
 			t.Fatalf("member account %s is not in the server's accounts table; the row scan would look for the wrong ids", m.Account)
 		}
