@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -39,7 +40,8 @@ type mitm struct {
 	auth    string                       // credentials of the last channel request, for the helpers' own reads
 	notices map[string]map[uint64][]byte // hex id -> seq -> injected notice
 	tamper  func(page []api.ChannelPost) []api.ChannelPost
-	newest  uint64 // if not zero, the newest seq the pages claim
+	newest  uint64   // if not zero, the newest seq the pages claim
+	heads   [][]byte // every head submitted with PUT .../head
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -97,6 +99,15 @@ func (m *mitm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.page(w, r, id)
 	case r.Method == "GET" && what == "notices":
 		m.listNotices(w, r, id)
+	case r.Method == "PUT" && what == "head":
+		body, _ := io.ReadAll(r.Body)
+		var req api.HeadRequest
+		json.Unmarshal(body, &req)
+		m.mu.Lock()
+		m.heads = append(m.heads, req.Head)
+		m.mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		m.next.ServeHTTP(w, r)
 	default:
 		m.next.ServeHTTP(w, r)
 	}
@@ -270,4 +281,11 @@ func (m *mitm) stored(string) []byte {
 		return nil
 	})
 	return b.Bytes()
+}
+
+// submittedHeads returns the heads submitted with PUT .../head so far.
+func (m *mitm) submittedHeads() [][]byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.heads)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nyaruka/phonenumbers"
 
@@ -165,6 +166,9 @@ func (c *Client) ReadChannel(ctx context.Context, handle string, limit int) ([]C
 	if perr == nil && ierr == nil && len(info.Head) > 0 {
 		herr = c.checkHead(cs, info.Head)
 	}
+	if perr == nil && herr == nil && ierr == nil && cs.owner() {
+		c.refreshHead(ctx, cs, info.Head)
+	}
 	if err := c.keep(ctx, cs, got, voided); err != nil {
 		return nil, err
 	}
@@ -222,6 +226,27 @@ func (c *Client) applyLaterNotices(ctx context.Context, cs *chanState) {
 		if err != nil {
 			c.log.Debug("applying a channel notice failed", "err", err)
 		}
+	}
+}
+
+// headInterval is how old the server's newest owner head may grow before the owner's
+// next read signs a new one: subscribers bound how much they may be missing by the
+// newest head they saw (docs/channels.md, "Freshness"), so an owner who posts rarely
+// still vouches for the channel's newest post at least this often while it reads.
+const headInterval = time.Hour
+
+// refreshHead has the owner sign and store a new head when the server's is older than
+// headInterval. A failure only leaves the old head.
+func (c *Client) refreshHead(ctx context.Context, cs *chanState, raw []byte) {
+	if h, err := channel.ParseHead(raw); err == nil && c.now().Sub(h.Time()) < headInterval {
+		return
+	}
+	h, err := cs.v.SignHead(cs.key, c.now())
+	if err == nil {
+		err = c.api.do(ctx, "PUT", channelPath(cs.id, "/head"), c.cred(), api.HeadRequest{Head: h.Bytes()}, nil)
+	}
+	if err != nil {
+		c.log.Debug("refreshing the channel head failed", "err", err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -535,5 +536,49 @@ func TestPrivateChannelAdmissionRules(t *testing.T) {
 	}
 	if got, want := texts(readChannel(t, mallory, "@secret_club", 0)), []string{"(undecryptable)", "(undecryptable)"}; !slices.Equal(got, want) {
 		t.Fatalf("mallory.ReadChannel() = %q, want %q", got, want)
+	}
+}
+
+// An owner who reads its channel submits a new head when the server's is more than an
+// hour old, so that subscribers keep a recent bound on what they may be missing.
+func TestChannelOwnerRefreshesHead(t *testing.T) {
+	s, fake := startMITM(t)
+	ctx := context.Background()
+	start := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	now := start
+	owner, err := client.Open(ctx, filepath.Join(t.TempDir(), "owner"), client.Options{Server: s.URL, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	if err := owner.RequestCode(ctx, "+14155550191"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.Verify(ctx, s.Code("+14155550191")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.CreateChannel(ctx, "slow_news", "Slow", "", false); err != nil {
+		t.Fatal(err)
+	}
+	post(t, owner, "@slow_news", "rarely") // its head is from start
+	for _, tc := range []struct {
+		after time.Duration
+		want  int // heads submitted so far
+	}{
+		{30 * time.Minute, 0}, // fresh enough: none
+		{2 * time.Hour, 1},    // stale: one, signed now
+	} {
+		now = start.Add(tc.after)
+		readChannel(t, owner, "@slow_news", 0)
+		heads := fake.submittedHeads()
+		if len(heads) != tc.want {
+			t.Fatalf("heads submitted after a read %v later = %d, want %d", tc.after, len(heads), tc.want)
+		}
+		if tc.want > 0 {
+			h, err := channel.ParseHead(heads[len(heads)-1])
+			if err != nil || !h.Time().Equal(now) || h.Seq() != 1 {
+				t.Fatalf("submitted head = seq %d at %v (%v), want seq 1 at %v", h.Seq(), h.Time(), err, now)
+			}
+		}
 	}
 }
