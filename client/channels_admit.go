@@ -18,7 +18,7 @@ import (
 //     owner's key, and ChannelSigner must be that key (only the owner's chain is
 //     distributed; admins do not post in private channels yet);
 //   - the first account that admits the profile to a channel is recorded as the
-//     channel's admitter (trust on first use, shown by "bastion channel list"); later
+//     channel's admitter (trust on first use; "bastion channel list --json" shows it); later
 //     distributions (a new chain after the owner removed someone) are accepted only
 //     from that same account.
 //
