@@ -174,16 +174,36 @@ func channelInfo(c store.Channel) api.ChannelInfo {
 	}
 }
 
+// maxCachedChannels bounds the verifiers a node keeps in memory (a few KiB each): past
+// it, an idle one is dropped for each new one, and reloaded from the store when needed.
+const maxCachedChannels = 10000
+
 // state returns id's cache entry (created empty).
 func (hub *channelHub) state(id channel.ID) *channelState {
 	hub.mu.Lock()
 	defer hub.mu.Unlock()
 	cs := hub.chans[id]
 	if cs == nil {
+		if len(hub.chans) >= maxCachedChannels {
+			hub.evictLocked()
+		}
 		cs = &channelState{}
 		hub.chans[id] = cs
 	}
 	return cs
+}
+
+// evictLocked drops one cached verifier that no request is using. A request still
+// holding a dropped entry finishes on it; should a second entry for the channel appear
+// meanwhile, the store's append condition still lets only one post take each place.
+func (hub *channelHub) evictLocked() {
+	for id, cs := range hub.chans { // map order: a random victim
+		if cs.mu.TryLock() {
+			delete(hub.chans, id)
+			cs.mu.Unlock()
+			return
+		}
+	}
 }
 
 // invalidate drops id's cached verifier: another node appended.

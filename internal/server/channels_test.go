@@ -659,3 +659,23 @@ func newTestServer(t *testing.T, srv *Server) *httptest.Server {
 	})
 	return ts
 }
+
+// TestChannelCacheBounded: the node keeps at most maxCachedChannels verifiers, and a
+// channel whose verifier was dropped is served from the store as before.
+func TestChannelCacheBounded(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.register("+14155550211", 0)
+	o := newOwner(t, "evicted_one")
+	h.createChannel(alice, o)
+	h.want(h.post(alice, o.id(), o.next("before").Bytes()), 200, "", "post")
+	for i := range maxCachedChannels + 5 {
+		h.srv.chans.state(channel.ID{byte(i >> 16), byte(i >> 8), byte(i), 0xee})
+	}
+	if n := len(h.srv.chans.chans); n > maxCachedChannels {
+		t.Errorf("%d cached verifiers, want at most %d", n, maxCachedChannels)
+	}
+	h.want(h.post(alice, o.id(), o.next("after").Bytes()), 200, "", "post after eviction")
+	if got := bodies(t, h.page(alice, o.id(), "after=0")); fmt.Sprint(got) != "[before after]" {
+		t.Errorf("posts = %q, want [before after]", got)
+	}
+}

@@ -318,7 +318,7 @@ func (c *wsConn) handle(p []byte) (ws.StatusCode, string) {
 	serverOnly := len(f.Envelopes) > 0 || f.Status != 0 || f.ServerTime != 0 || f.Error != nil
 	serverOnly = serverOnly || f.Channel != "" || f.Posts != nil
 	switch {
-	case f.Type == api.FrameSend && !serverOnly && len(f.IDs) == 0:
+	case f.Type == api.FrameSend && !serverOnly && len(f.IDs) == 0 && f.Channels == nil:
 		return c.handleSend(&f)
 	case f.Type == api.FrameChannelSubscribe && !serverOnly && len(f.IDs) == 0 && f.RequestID == 0 && f.Destination == nil && f.Messages == nil:
 		return c.channelSubscribe(f.Channels)
