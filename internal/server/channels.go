@@ -153,7 +153,8 @@ func verdict(err error) error {
 func pathChannel(r *http.Request) (channel.ID, error) {
 	id, err := channel.ParseID(r.PathValue("id"))
 	if err != nil {
-		return channel.ID{}, badRequest("channel id must be 32 hex digits")
+		// As the reports endpoints answer: no channel has that name.
+		return channel.ID{}, newError(http.StatusNotFound, api.CodeNotFound, "no such channel: want its id as 32 hex digits")
 	}
 	return id, nil
 }
@@ -327,7 +328,7 @@ func (s *Server) getChannel(w http.ResponseWriter, r *http.Request, d device) er
 	if name, ok := strings.CutPrefix(ref, "@"); ok {
 		h, perr := channel.ParseHandle(name)
 		if perr != nil {
-			return badRequest("not a channel handle")
+			return newError(http.StatusNotFound, api.CodeNotFound, "no such channel: not a valid handle")
 		}
 		c, err = s.store.ChannelByHandle(r.Context(), string(h))
 		if errors.Is(err, store.ErrNotFound) {
@@ -336,7 +337,7 @@ func (s *Server) getChannel(w http.ResponseWriter, r *http.Request, d device) er
 	} else {
 		id, perr := channel.ParseID(ref)
 		if perr != nil {
-			return badRequest(`a channel is named by 32 hex digits or "@handle"`)
+			return newError(http.StatusNotFound, api.CodeNotFound, `no such channel: a channel is named by 32 hex digits or "@handle"`)
 		}
 		c, err = s.loadChannel(r.Context(), id)
 	}

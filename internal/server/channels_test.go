@@ -148,7 +148,10 @@ func TestChannelCreateAndLookup(t *testing.T) {
 	for _, ref := range []string{"@nobody_here", "00112233445566778899aabbccddeeff"} {
 		h.want(h.do("GET", "/v1/channels/"+ref, nil, alice), 404, api.CodeNotFound, "GET unknown "+ref)
 	}
-	h.want(h.do("GET", "/v1/channels/zz", nil, alice), 400, api.CodeBadRequest, "GET bad ref")
+	for _, ref := range []string{"zz", "@1bad", "@x"} {
+		h.want(h.do("GET", "/v1/channels/"+ref, nil, alice), 404, api.CodeNotFound, "GET malformed ref "+ref)
+	}
+	h.want(h.post(alice, "not-hex", o.next("x").Bytes()), 404, api.CodeNotFound, "post to a malformed id")
 	h.want(h.do("GET", "/v1/channels/@news_desk", nil, nil), 401, api.CodeUnauthorized, "GET without credentials")
 }
 
