@@ -267,8 +267,8 @@ func (s *Server) queueMulti(ctx context.Context, d device, recips []api.Recipien
 	return now.UnixMilli(), nil
 }
 
-// bulkDevices is a store that lists many accounts' devices in one query (the SQLite
-// store does); others are asked one account at a time.
+// bulkDevices is a store that lists many accounts' devices in one query (both stores
+// do); another is asked one account at a time.
 type bulkDevices interface {
 	DevicesOf(ctx context.Context, accounts []uuid.UUID) (map[uuid.UUID][]store.Device, error)
 }
@@ -301,8 +301,13 @@ func (c *deviceCache) getMany(ctx context.Context, st store.Accounts, accounts [
 				continue
 			}
 			devs, err := c.get(ctx, st, a)
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				continue // nil: unknown
+			case err != nil:
 				return nil, fmt.Errorf("listing devices: %w", err)
+			case devs == nil:
+				devs = []store.Device{} // an account without devices is not an unknown one
 			}
 			lists[i] = devs
 		}
