@@ -539,3 +539,38 @@ func FuzzParseMultiSend(f *testing.F) {
 		}
 	})
 }
+
+// A device removed after its list was cached is refused by the store's enqueue (or, once
+// the cache has expired, by the device check): either way 409, and nothing is queued for
+// anyone, the other accounts included.
+func TestMultiSendDeviceGoneAfterCheck(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	g := newMultiGroup(h, 8160)
+	body := []byte("ciphertext")
+	h.want(h.multiSend(g.alice, g.right(body)...), 200, "", "multi-send that fills the device cache")
+	for _, d := range g.all {
+		envs := h.pending(d.c, d.dev)
+		ids := make([]uuid.UUID, len(envs))
+		for i, e := range envs {
+			ids[i] = e.ID
+		}
+		if err := h.st.Ack(context.Background(), d.c.account, d.dev, ids); err != nil {
+			t.Fatalf("Ack() = %v", err)
+		}
+	}
+	if err := h.st.RemoveDevice(context.Background(), g.bob.account, g.bob3); err != nil {
+		t.Fatalf("RemoveDevice() = %v", err)
+	}
+	h.want(h.multiSend(g.alice, g.right(body)...), 409, api.CodeMismatchedDevices, "multi-send to a removed device")
+	if n := h.queued(g); n != 0 {
+		t.Errorf("queued after a multi-send to a removed device = %d, want 0", n)
+	}
+	// The refusal forgot the cached lists: the retry sees bob's two devices.
+	r := h.multiSend(g.alice, g.right(body)...)
+	h.want(r, 409, api.CodeMismatchedDevices, "the same multi-send again")
+	want := []api.AccountMismatch{{Account: g.bob.account, ExtraDevices: []uint32{g.bob3}}}
+	if got := r.apiError().Accounts; !reflect.DeepEqual(got, want) {
+		t.Errorf("retry accounts = %+v, want %+v", got, want)
+	}
+}
