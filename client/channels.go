@@ -51,7 +51,8 @@ type Channel struct {
 	Role        string `json:"role"`
 	Newest      uint64 `json:"newest"`      // newest post this profile accepted
 	Subscribers int64  `json:"subscribers"` // the server's aggregate count, when it said
-	// Admitter is the account that admitted this profile to a private channel.
+	// Admitter is the account that sent this profile the owner's signed admission to a
+	// private channel (shown only: the owner's channel key is what is checked).
 	Admitter string `json:"admitter,omitempty"`
 }
 
@@ -104,6 +105,9 @@ type channelRecord struct {
 	Older       uint64 `json:"older,omitempty"`
 	Admitter    string `json:"admitter,omitempty"`
 	Subscribers int64  `json:"subscribers,omitempty"`
+	// Admitted: the subscribers the owner admitted to its private channel, re-admitted
+	// to the new chain when one of them is removed.
+	Admitted []admittedAccount `json:"admitted,omitempty"`
 }
 
 // storedPost is what channel_posts holds per accepted post, encrypted.

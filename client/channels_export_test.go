@@ -1,18 +1,45 @@
 package client
 
-import "context"
+import (
+	"bytes"
+	"context"
+
+	"github.com/bastionchat/bastion/channel/private"
+)
 
 // SendChannelAdmissionForTest sends a Content with the channel fields set as given to
 // the account registered with number, over the 1:1 session, as a hostile or confused
 // peer could: tests check what the receiver makes of it.
-func (c *Client) SendChannelAdmissionForTest(ctx context.Context, number string, id, signer, dist []byte) error {
+func (c *Client) SendChannelAdmissionForTest(ctx context.Context, number string, id, signer, dist, sig []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	account, err := c.resolve(ctx, number)
 	if err != nil {
 		return err
 	}
-	content := Content{ChannelID: id, ChannelSigner: signer, ChannelDistribution: dist}
+	content := Content{ChannelID: id, ChannelSigner: signer, ChannelDistribution: dist, ChannelAdmissionSig: sig}
 	_, _, err = c.sendTo(ctx, account, number, encodeContent(&content))
 	return err
+}
+
+// ChannelAdmissionForTest returns the admission fields the owner would send to the
+// account registered with number, without sending them: a test hands them to a
+// subscriber to replay.
+func (c *Client) ChannelAdmissionForTest(ctx context.Context, handle, number string) (id, signer, dist, sig []byte, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cs, err := c.privateOwner(ctx, handle, "admits")
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	account, err := c.resolve(ctx, number)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	dm, err := private.NewPoster(c.storesOn(c.db), cs.id, cs.key.Public()).Distribution(ctx)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	owner := cs.key.Public()
+	return bytes.Clone(cs.id[:]), owner.Bytes(), dm.Bytes(), signAdmission(cs.key, cs.id, account, owner, dm.Bytes()), nil
 }

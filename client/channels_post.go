@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/hex"
@@ -263,41 +262,4 @@ func (c *Client) ReportChannelPost(ctx context.Context, handle string, seq uint6
 		return "", fmt.Errorf("reporting: %w", err)
 	}
 	return resp.ID, nil
-}
-
-// AdmitToChannel admits the account registered with number to a private channel this
-// profile owns: it sends the owner's Sender Key distribution for the channel over the
-// 1:1 session (never in the clear). The subscriber must follow the channel first;
-// it reads the posts made from then on.
-func (c *Client) AdmitToChannel(ctx context.Context, handle, number string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	cs, err := c.signerFor(ctx, handle)
-	if err != nil {
-		return err
-	}
-	if !cs.owner() || !cs.v.Info().Private {
-		return fmt.Errorf("%s: only the owner of a private channel admits subscribers", handle)
-	}
-	n, err := NormalizeNumber(number)
-	if err != nil {
-		return err
-	}
-	account, err := c.resolve(ctx, n)
-	if err != nil {
-		return err
-	}
-	owner := cs.key.Public()
-	dm, err := private.NewPoster(c.storesOn(c.db), cs.id, owner).Distribution(ctx)
-	if err != nil {
-		return err
-	}
-	content := Content{SentMS: uint64(c.now().UnixMilli()), ChannelID: bytes.Clone(cs.id[:]), ChannelSigner: owner.Bytes(), ChannelDistribution: dm.Bytes()}
-	if _, _, err := c.sendTo(ctx, account, n, encodeContent(&content)); err != nil {
-		if isCode(err, api.CodeNotFound) {
-			return fmt.Errorf("%s: %w", n, ErrUnknownNumber)
-		}
-		return err
-	}
-	return nil
 }

@@ -463,10 +463,12 @@ func TestPrivateChannel(t *testing.T) {
 	}
 }
 
-// Who may admit (docs/channels.md, "Using channels"): an admission to a channel the
-// profile does not follow is dropped; the first admitting account is recorded, and a
-// chain from another account is dropped afterwards; an admission never shows as a
-// message.
+// Who may admit (docs/channels.md, "Private channels"): an admission to a channel the
+// profile does not follow is dropped; only an admission the owner's channel key signed
+// for this very account is accepted, whoever sends it first: a hostile follower's own
+// chain, an unsigned (old layout) admission, a wrongly signed one and the owner's
+// admission of another account replayed are all dropped; an admission never shows as
+// a message.
 func TestPrivateChannelAdmissionRules(t *testing.T) {
 	s, _ := startMITM(t)
 	ctx := context.Background()
@@ -502,8 +504,44 @@ func TestPrivateChannelAdmissionRules(t *testing.T) {
 		t.Fatalf("member.Channels() = %+v, %v; want no admitter yet", chs, err)
 	}
 	id, _ := hex.DecodeString(chs[0].ID)
+	cid, _ := channel.ParseID(chs[0].ID)
+	pk, _ := channel.NewPublicKey(ownerKey)
+	dm, err := private.NewPoster(senderkey.NewMemoryStore(), cid, pk).Distribution(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Mallory, another follower, gets there first. What she can send without the
+	// owner's key, and the owner's own admission of her replayed to the member:
+	_, _, realDist, realSig, err := owner.ChannelAdmissionForTest(ctx, "@secret_club", "+14155550183")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bogus := bytes.Repeat([]byte{7}, 64)
+	for _, tc := range []struct {
+		name      string
+		dist, sig []byte
+	}{
+		{"her own chain, unsigned (the old field layout)", dm.Bytes(), nil},
+		{"her own chain, with a signature not by the owner", dm.Bytes(), bogus},
+		{"her own chain, with the owner's signature of another chain", dm.Bytes(), realSig},
+		{"the owner's chain, admitted for Mallory, replayed", realDist, realSig},
+	} {
+		if err := mallory.SendChannelAdmissionForTest(ctx, "+14155550182", id, ownerKey, tc.dist, tc.sig); err != nil {
+			t.Fatal(err)
+		}
+		if got := receiveTexts(t, member); len(got) != 0 {
+			t.Fatalf("%s: member.Receive() = %q, want no message for an admission", tc.name, got)
+		}
+		if chs, _ := member.Channels(ctx); chs[0].Admitter != "" {
+			t.Fatalf("%s: admitter = %q, want the admission dropped", tc.name, chs[0].Admitter)
+		}
+	}
+	post(t, owner, "@secret_club", "two")
+	if got, want := texts(readChannel(t, member, "@secret_club", 0)), []string{"(undecryptable)", "(undecryptable)"}; !slices.Equal(got, want) {
+		t.Fatalf("member.ReadChannel() after refused admissions = %q, want %q", got, want)
+	}
 
-	// Admitted after following: the owner's account is recorded, the next post opens.
+	// The owner's admission, after all of those: accepted, the next post opens.
 	if err := owner.AdmitToChannel(ctx, "@secret_club", "+14155550182"); err != nil {
 		t.Fatal(err)
 	}
@@ -512,29 +550,11 @@ func TestPrivateChannelAdmissionRules(t *testing.T) {
 	if chs, _ := member.Channels(ctx); chs[0].Admitter != me.AccountID.String() {
 		t.Fatalf("admitter = %q, want the owner's account %s", chs[0].Admitter, me.AccountID)
 	}
-
-	// Mallory, another follower, sends a chain of her own for the owner's key: dropped,
-	// the admitter stays the owner, and the owner's posts still open.
-	cid, _ := channel.ParseID(chs[0].ID)
-	pk, _ := channel.NewPublicKey(ownerKey)
-	dm, err := private.NewPoster(senderkey.NewMemoryStore(), cid, pk).Distribution(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := mallory.SendChannelAdmissionForTest(ctx, "+14155550182", id, ownerKey, dm.Bytes()); err != nil {
-		t.Fatal(err)
-	}
-	if got := receiveTexts(t, member); len(got) != 0 {
-		t.Fatalf("member.Receive() = %q, want no message for an admission", got)
-	}
-	if chs, _ := member.Channels(ctx); chs[0].Admitter != me.AccountID.String() {
-		t.Fatalf("admitter after Mallory's admission = %q, want the owner's %s", chs[0].Admitter, me.AccountID)
-	}
-	post(t, owner, "@secret_club", "two")
-	if got, want := texts(readChannel(t, member, "@secret_club", 0)), []string{"(undecryptable)", "two"}; !slices.Equal(got, want) {
+	post(t, owner, "@secret_club", "three")
+	if got, want := texts(readChannel(t, member, "@secret_club", 0)), []string{"(undecryptable)", "(undecryptable)", "three"}; !slices.Equal(got, want) {
 		t.Fatalf("member.ReadChannel() = %q, want %q", got, want)
 	}
-	if got, want := texts(readChannel(t, mallory, "@secret_club", 0)), []string{"(undecryptable)", "(undecryptable)"}; !slices.Equal(got, want) {
+	if got, want := texts(readChannel(t, mallory, "@secret_club", 0)), []string{"(undecryptable)", "(undecryptable)", "(undecryptable)"}; !slices.Equal(got, want) {
 		t.Fatalf("mallory.ReadChannel() = %q, want %q", got, want)
 	}
 }

@@ -34,10 +34,13 @@ import (
 //	  bytes  channel_signer = 10;    // 32 bytes: the Ed25519 key of a channel signer
 //	  bytes  channel_distribution = 11; // the SenderKeyDistributionMessage of that
 //	                                 // signer's chain in that private channel
+//	  bytes  channel_admission_sig = 12; // 64 bytes: the channel owner's Ed25519
+//	                                 // signature admitting the recipient to that chain
+//	                                 // (channels_admit.go, admissionMessage)
 //	}
 //
 // Fields 6 to 8 travel over 1:1 sessions (changes, distributions) or inside the sender
-// key plaintext of a group message (group_id with text); 9 to 11 travel over 1:1 sessions
+// key plaintext of a group message (group_id with text); 9 to 12 travel over 1:1 sessions
 // from a private channel's owner to a subscriber it admits.
 type Content struct {
 	Text            string
@@ -53,6 +56,7 @@ type Content struct {
 	ChannelID           []byte // 16 bytes when set
 	ChannelSigner       []byte // 32 bytes when set
 	ChannelDistribution []byte // serialized SenderKeyDistributionMessage
+	ChannelAdmissionSig []byte // 64 bytes when set: the owner's signature of the admission
 }
 
 const (
@@ -68,17 +72,19 @@ const (
 	fieldChannelID             = 9
 	fieldChannelSigner         = 10
 	fieldChannelDistribution   = 11
+	fieldChannelAdmissionSig   = 12
 
-	fieldLast = fieldChannelDistribution
+	fieldLast = fieldChannelAdmissionSig
 )
 
 // fixedLength is the length a bytes field must have, for those that have one (ids and
 // keys): a receiver refuses any other rather than truncating or padding it.
 var fixedLength = map[protowire.Number]int{
-	fieldSyncDestination: 16,
-	fieldGroupID:         32,
-	fieldChannelID:       16,
-	fieldChannelSigner:   32,
+	fieldSyncDestination:     16,
+	fieldGroupID:             32,
+	fieldChannelID:           16,
+	fieldChannelSigner:       32,
+	fieldChannelAdmissionSig: 64, // Ed25519
 }
 
 // marshal encodes c.
@@ -114,6 +120,7 @@ func (c *Content) marshal() []byte {
 		{fieldChannelID, c.ChannelID},
 		{fieldChannelSigner, c.ChannelSigner},
 		{fieldChannelDistribution, c.ChannelDistribution},
+		{fieldChannelAdmissionSig, c.ChannelAdmissionSig},
 	} {
 		if len(f.v) > 0 {
 			b = protowire.AppendTag(b, f.num, protowire.BytesType)
@@ -183,6 +190,8 @@ func unmarshalContent(b []byte) (*Content, error) {
 				c.ChannelSigner = bytes.Clone(v)
 			case fieldChannelDistribution:
 				c.ChannelDistribution = bytes.Clone(v)
+			case fieldChannelAdmissionSig:
+				c.ChannelAdmissionSig = bytes.Clone(v)
 			}
 		case known:
 			return nil, fmt.Errorf("%w: field %d has wire type %d", errBadContent, num, typ)

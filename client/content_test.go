@@ -38,6 +38,8 @@ func TestContentRoundTrip(t *testing.T) {
 		{Text: "to the group", GroupID: bytes.Repeat([]byte{7}, 32)},
 		{GroupID: bytes.Repeat([]byte{1}, 32), GroupChanges: []byte{1, 2, 3}, SenderKeyDistribution: []byte{0x33, 4}},
 		{ChannelID: bytes.Repeat([]byte{2}, 16), ChannelSigner: bytes.Repeat([]byte{3}, 32), ChannelDistribution: []byte{0x33}},
+		{ChannelID: bytes.Repeat([]byte{2}, 16), ChannelSigner: bytes.Repeat([]byte{3}, 32), ChannelDistribution: []byte{0x33},
+			ChannelAdmissionSig: bytes.Repeat([]byte{4}, 64)},
 	} {
 		got, err := unmarshalContent(c.marshal())
 		if err != nil || !reflect.DeepEqual(*got, c) {
@@ -71,6 +73,9 @@ func TestContentDecoding(t *testing.T) {
 		{"group id of 31 bytes", append([]byte{0x32, 31}, make([]byte, 31)...), false, Content{}},
 		{"channel id of 17 bytes", append([]byte{0x4a, 17}, make([]byte, 17)...), false, Content{}},
 		{"channel signer of 16 bytes", append([]byte{0x52, 16}, make([]byte, 16)...), false, Content{}},
+		{"admission signature of 63 bytes", append([]byte{0x62, 63}, make([]byte, 63)...), false, Content{}},
+		{"admission signature of 65 bytes", append([]byte{0x62, 65}, make([]byte, 65)...), false, Content{}},
+		{"admission signature of 64 bytes", append([]byte{0x62, 64}, make([]byte, 64)...), true, Content{ChannelAdmissionSig: make([]byte, 64)}},
 		{"group changes as varint", []byte{0x38, 0x01}, false, Content{}},
 		{"repeated distribution", []byte{0x42, 0x01, 0x01, 0x42, 0x01, 0x02}, false, Content{}},
 		{"repeated text", []byte{0x0a, 0x01, 'a', 0x0a, 0x01, 'b'}, false, Content{}},
