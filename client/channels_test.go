@@ -559,6 +559,72 @@ func TestPrivateChannelAdmissionRules(t *testing.T) {
 	}
 }
 
+// Removing a subscriber from a private channel: the owner starts a new chain and
+// re-admits the others; the removed one cannot read the posts made after it, the
+// others can, and what the removed one read before stays readable to it.
+func TestPrivateChannelRemove(t *testing.T) {
+	s, _ := startMITM(t)
+	ctx := context.Background()
+	owner, _ := register(t, s, "+14155550191", nil)
+	stays, _ := register(t, s, "+14155550192", nil)
+	goes, _ := register(t, s, "+14155550193", nil)
+	if _, err := owner.CreateChannel(ctx, "book_club", "Book club", "", true); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client.Client{stays, goes} {
+		if _, err := c.FollowChannel(ctx, "@book_club"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []string{"+14155550192", "+14155550193", "+14155550192"} {
+		if err := owner.AdmitToChannel(ctx, "@book_club", n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := owner.ChannelAdmitted(ctx, "@book_club"); err != nil || !slices.Equal(got, []string{"+14155550192", "+14155550193"}) {
+		t.Fatalf("ChannelAdmitted() = %q, %v; want both, once each", got, err)
+	}
+	receiveTexts(t, stays)
+	receiveTexts(t, goes)
+	post(t, owner, "@book_club", "before")
+	for _, c := range []*client.Client{stays, goes} {
+		if got, want := texts(readChannel(t, c, "@book_club", 0)), []string{"before"}; !slices.Equal(got, want) {
+			t.Fatalf("ReadChannel() before the removal = %q, want %q", got, want)
+		}
+	}
+
+	if _, err := owner.RemoveFromChannel(ctx, "@book_club", "+14155550100"); err == nil {
+		t.Fatal("RemoveFromChannel(a number never admitted) = nil, want an error")
+	}
+	if n, err := owner.RemoveFromChannel(ctx, "@book_club", "+14155550193"); err != nil || n != 1 {
+		t.Fatalf("RemoveFromChannel() = %d, %v; want 1 re-admitted", n, err)
+	}
+	if got, err := owner.ChannelAdmitted(ctx, "@book_club"); err != nil || !slices.Equal(got, []string{"+14155550192"}) {
+		t.Fatalf("ChannelAdmitted() after the removal = %q, %v", got, err)
+	}
+	receiveTexts(t, stays)
+	receiveTexts(t, goes)
+	post(t, owner, "@book_club", "after")
+	if got, want := texts(readChannel(t, stays, "@book_club", 0)), []string{"before", "after"}; !slices.Equal(got, want) {
+		t.Fatalf("remaining subscriber's ReadChannel() = %q, want %q", got, want)
+	}
+	if got, want := texts(readChannel(t, goes, "@book_club", 0)), []string{"before", "(undecryptable)"}; !slices.Equal(got, want) {
+		t.Fatalf("removed subscriber's ReadChannel() = %q, want %q", got, want)
+	}
+	if got, want := texts(readChannel(t, owner, "@book_club", 0)), []string{"before", "after"}; !slices.Equal(got, want) {
+		t.Fatalf("owner's ReadChannel() = %q, want %q", got, want)
+	}
+	// Admitted again, the removed subscriber reads what comes next.
+	if err := owner.AdmitToChannel(ctx, "@book_club", "+14155550193"); err != nil {
+		t.Fatal(err)
+	}
+	receiveTexts(t, goes)
+	post(t, owner, "@book_club", "again")
+	if got, want := texts(readChannel(t, goes, "@book_club", 0)), []string{"before", "(undecryptable)", "again"}; !slices.Equal(got, want) {
+		t.Fatalf("re-admitted subscriber's ReadChannel() = %q, want %q", got, want)
+	}
+}
+
 // An owner who reads its channel submits a new head when the server's is more than an
 // hour old, so that subscribers keep a recent bound on what they may be missing.
 func TestChannelOwnerRefreshesHead(t *testing.T) {

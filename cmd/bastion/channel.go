@@ -46,7 +46,12 @@ key @NAME             this profile's admin key for a channel it follows (made on
 admins @NAME [list | add KEY | revoke KEY]
                       list, delegate (owner) or revoke (owner) admin keys
 admit @NAME +PHONE    admit PHONE's account to a private channel you own (it must
-                      follow the channel first); sent over your 1:1 session
+                      follow the channel first); sent over your 1:1 session, signed
+                      with the channel's owner key
+remove @NAME +PHONE   remove PHONE's account from a private channel you own: a new
+                      chain, sent to every other admitted account; it cannot read
+                      the posts made after this
+admitted @NAME        the accounts you admitted to a private channel you own
 list                  the channels this profile owns or follows`
 }
 
@@ -61,6 +66,7 @@ var channelArgs = map[string][2]int{ // min, max
 	"create": {2, 2}, "post": {2, 2}, "edit": {3, 3}, "delete": {2, 2},
 	"follow": {1, 1}, "unfollow": {1, 1}, "read": {1, 1}, "report": {3, 3},
 	"notices": {1, 1}, "key": {1, 1}, "admins": {1, 3}, "admit": {2, 2}, "list": {0, 0},
+	"remove": {2, 2}, "admitted": {1, 1},
 }
 
 func (c *cli) channel(ctx context.Context, args []string) error {
@@ -195,6 +201,35 @@ func (c *cli) channel(ctx context.Context, args []string) error {
 			}
 			fmt.Fprintf(c.stdout, "Admitted %s to %s: they read its posts from now on.\n", number, handleOf(args[0]))
 			return nil
+		case "remove":
+			number, err := client.NormalizeNumber(args[1])
+			if err != nil {
+				return err
+			}
+			n, err := cl.RemoveFromChannel(ctx, args[0], number)
+			if c.g.json && err == nil {
+				return c.printJSON(map[string]any{"channel": handleOf(args[0]), "removed": number, "readmitted": n})
+			}
+			if err == nil {
+				fmt.Fprintf(c.stdout, "Removed %s from %s: a new chain was sent to the %d other admitted account(s).\n", number, handleOf(args[0]), n)
+			}
+			return err
+		case "admitted":
+			numbers, err := cl.ChannelAdmitted(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			for _, n := range numbers {
+				if c.g.json {
+					c.printJSON(map[string]string{"channel": handleOf(args[0]), "number": n})
+				} else {
+					fmt.Fprintln(c.stdout, n)
+				}
+			}
+			if len(numbers) == 0 && !c.g.json {
+				fmt.Fprintf(c.stdout, "No one admitted to %s yet.\n", handleOf(args[0]))
+			}
+			return nil
 		case "list":
 			chs, err := cl.Channels(ctx)
 			if err != nil {
@@ -264,29 +299,7 @@ func (c *cli) channelRead(ctx context.Context, cl *client.Client, handle string,
 	es, err := cl.ReadChannel(ctx, handle, limit)
 	h := handleOf(handle)
 	for _, e := range es {
-		if c.g.json {
-			c.printJSON(e)
-			continue
-		}
-		who := h
-		if !e.ByOwner {
-			who = fmt.Sprintf("%s (admin %.8s)", h, e.Signer)
-		}
-		text := e.Text
-		switch {
-		case e.Withheld != nil:
-			text = fmt.Sprintf("[withheld: %s by the operator: %s]", where(e.Withheld), e.Withheld.Reason)
-		case e.Deleted:
-			text = "[deleted]"
-		case e.Undecryptable:
-			text = "[" + client.ErrNotAdmitted.Error() + "]"
-		case e.Edited:
-			text += " (edited)"
-		}
-		if e.Void {
-			text = "[VOID: signed by an admin key revoked before it] " + text
-		}
-		fmt.Fprintf(c.stdout, "#%d [%s] %s: %s\n", e.Seq, e.Time.Local().Format(time.DateTime), who, text)
+		c.printChannelEntry(h, e)
 	}
 	if err != nil {
 		return fmt.Errorf("WARNING: %s: %w", explainChannel(err), err)
@@ -295,6 +308,33 @@ func (c *cli) channelRead(ctx context.Context, cl *client.Client, handle string,
 		fmt.Fprintf(c.stdout, "No posts in %s yet.\n", h)
 	}
 	return nil
+}
+
+// printChannelEntry prints one verified entry of channel h, as read and listen show it.
+func (c *cli) printChannelEntry(h string, e client.ChannelEntry) {
+	if c.g.json {
+		c.printJSON(e)
+		return
+	}
+	who := h
+	if !e.ByOwner {
+		who = fmt.Sprintf("%s (admin %.8s)", h, e.Signer)
+	}
+	text := e.Text
+	switch {
+	case e.Withheld != nil:
+		text = fmt.Sprintf("[withheld: %s by the operator: %s]", where(e.Withheld), e.Withheld.Reason)
+	case e.Deleted:
+		text = "[deleted]"
+	case e.Undecryptable:
+		text = "[" + client.ErrNotAdmitted.Error() + "]"
+	case e.Edited:
+		text += " (edited)"
+	}
+	if e.Void {
+		text = "[VOID: signed by an admin key revoked before it] " + text
+	}
+	fmt.Fprintf(c.stdout, "#%d [%s] %s: %s\n", e.Seq, e.Time.Local().Format(time.DateTime), who, text)
 }
 
 // explainChannel says in a sentence what a verification error means for the reader.
