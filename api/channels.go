@@ -82,8 +82,9 @@ type ChannelPost struct {
 }
 
 // PostsPage is the answer to GET /v1/channels/{id}/posts?after=N&limit=L (posts with
-// seq > N, oldest first) or ?before=N&limit=L (posts with seq < N, newest first, as
-// channel.Verifier.AcceptOlder takes them). Newest is the channel's newest seq.
+// seq > N, oldest first) or ?before=N&limit=L (the up to L posts just below N, newest
+// first; channel.Verifier.AcceptOlder takes a page in ascending order, so a client
+// reverses it first). Newest is the channel's newest seq.
 type PostsPage struct {
 	Posts  []ChannelPost `json:"posts"`
 	Newest uint64        `json:"newest"`
