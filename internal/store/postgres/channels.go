@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/bastionchat/bastion/channel"
 	"github.com/bastionchat/bastion/internal/store"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -95,15 +96,23 @@ func (s *Store) AppendChannelPost(ctx context.Context, p store.ChannelPost, hash
 	return nil
 }
 
-// SetChannelHead implements [store.Channels].
+// SetChannelHead implements [store.Channels]. A head is newer than the one held if it
+// names a later post, or the same post at a later time (newerHead).
 func (s *Store) SetChannelHead(ctx context.Context, id [16]byte, seq uint64, head []byte) error {
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var one int
-		if err := tx.QueryRow(ctx, `SELECT 1 FROM channels WHERE id = $1`, id[:]).Scan(&one); err != nil {
+		var (
+			held    []byte
+			heldSeq int64
+		)
+		// FOR UPDATE: two nodes storing heads at once must not both compare with the
+		// same held head and the older one win.
+		if err := tx.QueryRow(ctx, `SELECT head, head_seq FROM channels WHERE id = $1 FOR UPDATE`, id[:]).Scan(&held, &heldSeq); err != nil {
 			return notFound(err)
 		}
-		_, err := tx.Exec(ctx, `UPDATE channels SET head = $1, head_seq = $2 WHERE id = $3 AND (head IS NULL OR head_seq < $2)`,
-			head, int64(seq), id[:])
+		if !newerHead(held, uint64(heldSeq), head, seq) {
+			return nil
+		}
+		_, err := tx.Exec(ctx, `UPDATE channels SET head = $1, head_seq = $2 WHERE id = $3`, head, int64(seq), id[:])
 		return err
 	})
 	if err != nil {
@@ -312,4 +321,24 @@ func (s *Store) DecideChannelReport(ctx context.Context, id uuid.UUID, status st
 		return fmt.Errorf("deciding channel report: %w", err)
 	}
 	return nil
+}
+
+// newerHead reports whether head (naming post seq) should replace held (naming heldSeq):
+// a later post, or the same post signed at a later time, since an owner re-signs its head
+// periodically with no new post and a subscriber's freshness bound moves only with the
+// time. A head that does not parse never replaces one (the server parses and verifies
+// every head before storing it); one held that does not parse is replaced by any that does.
+func newerHead(held []byte, heldSeq uint64, head []byte, seq uint64) bool {
+	if held == nil {
+		return true
+	}
+	if seq != heldSeq {
+		return seq > heldSeq
+	}
+	h, err := channel.ParseHead(head)
+	if err != nil {
+		return false
+	}
+	old, err := channel.ParseHead(held)
+	return err != nil || h.Time().After(old.Time())
 }

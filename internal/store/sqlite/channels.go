@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/bastionchat/bastion/channel"
 	"github.com/bastionchat/bastion/internal/store"
 	"github.com/google/uuid"
 
@@ -114,18 +115,25 @@ func (s *Store) AppendChannelPost(ctx context.Context, p store.ChannelPost, hash
 	return nil
 }
 
-// SetChannelHead implements [store.Channels].
+// SetChannelHead implements [store.Channels]. A head is newer than the one held if it
+// names a later post, or the same post at a later time (newerHead); the single writer
+// makes the read and the update one step.
 func (s *Store) SetChannelHead(ctx context.Context, id [16]byte, seq uint64, head []byte) error {
 	head = bytesClone(head)
 	err := s.write(ctx, 0, func(tx *wtx) error {
-		var one int
-		if err := tx.QueryRow(`SELECT 1 FROM channels WHERE id = ?`, id[:]).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+		var (
+			held    []byte
+			heldSeq int64
+		)
+		if err := tx.QueryRow(`SELECT head, head_seq FROM channels WHERE id = ?`, id[:]).Scan(&held, &heldSeq); errors.Is(err, sql.ErrNoRows) {
 			return store.ErrNotFound
 		} else if err != nil {
 			return err
 		}
-		_, err := tx.Exec(`UPDATE channels SET head = ?, head_seq = ? WHERE id = ? AND (head IS NULL OR head_seq < ?)`,
-			head, int64(seq), id[:], int64(seq))
+		if !newerHead(held, uint64(heldSeq), head, seq) {
+			return nil
+		}
+		_, err := tx.Exec(`UPDATE channels SET head = ?, head_seq = ? WHERE id = ?`, head, int64(seq), id[:])
 		return err
 	})
 	if err != nil {
@@ -352,4 +360,24 @@ func (s *Store) DecideChannelReport(ctx context.Context, id uuid.UUID, status st
 		return fmt.Errorf("deciding channel report: %w", err)
 	}
 	return nil
+}
+
+// newerHead reports whether head (naming post seq) should replace held (naming heldSeq):
+// a later post, or the same post signed at a later time, since an owner re-signs its head
+// periodically with no new post and a subscriber's freshness bound moves only with the
+// time. A head that does not parse never replaces one (the server parses and verifies
+// every head before storing it); one held that does not parse is replaced by any that does.
+func newerHead(held []byte, heldSeq uint64, head []byte, seq uint64) bool {
+	if held == nil {
+		return true
+	}
+	if seq != heldSeq {
+		return seq > heldSeq
+	}
+	h, err := channel.ParseHead(head)
+	if err != nil {
+		return false
+	}
+	old, err := channel.ParseHead(held)
+	return err != nil || h.Time().After(old.Time())
 }

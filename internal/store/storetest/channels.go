@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bastionchat/bastion/channel"
 	"github.com/bastionchat/bastion/internal/store"
 	"github.com/google/uuid"
 )
@@ -135,18 +136,28 @@ func testChannels(t *testing.T, s store.Store) {
 		}
 	}
 
-	// Heads move forward only.
+	// Heads move forward only, by post and, at one post, by signing time: an owner's
+	// periodic head at the same newest post replaces the one held when it is later.
+	heads := signedHeads(t)
 	for _, h := range []struct {
-		seq  uint64
-		head []byte
-		want uint64
-	}{{3, []byte("head3"), 3}, {2, []byte("head2"), 3}, {3, []byte("head3b"), 3}, {5, []byte("head5"), 5}} {
-		if err := s.SetChannelHead(ctx, c.ID, h.seq, h.head); err != nil {
-			t.Fatalf("SetChannelHead(%d) = %v", h.seq, err)
+		name string
+		want string
+	}{
+		{"3@t1", "3@t1"},
+		{"2@t9", "3@t1"}, // an older post, however late, is ignored
+		{"3@t0", "3@t1"}, // the same post signed earlier is ignored
+		{"3@t1", "3@t1"},
+		{"3@t2", "3@t2"}, // the same post signed later replaces it
+		{"5@t0", "5@t0"}, // a later post replaces it whatever its time
+		{"3@t9", "5@t0"},
+	} {
+		head := heads[h.name]
+		if err := s.SetChannelHead(ctx, c.ID, head.Seq(), head.Bytes()); err != nil {
+			t.Fatalf("SetChannelHead(%s) = %v", h.name, err)
 		}
 		got, _ := s.Channel(ctx, c.ID)
-		if got.HeadSeq != h.want || !bytes.Equal(got.Head, []byte(fmt.Sprintf("head%d", h.want))) {
-			t.Errorf("after SetChannelHead(%d): head %q at %d, want head%d", h.seq, got.Head, got.HeadSeq, h.want)
+		if want := heads[h.want]; got.HeadSeq != want.Seq() || !bytes.Equal(got.Head, want.Bytes()) {
+			t.Errorf("after SetChannelHead(%s): head at %d, want %s", h.name, got.HeadSeq, h.want)
 		}
 	}
 	if err := s.SetChannelHead(ctx, [16]byte{3}, 1, []byte{1}); !errors.Is(err, store.ErrNotFound) {
@@ -327,4 +338,43 @@ func testChannelReports(t *testing.T, s store.Store) {
 			t.Errorf("ChannelReports(%q) = %+v, %v; want %+v", tc.status, got, err, tc.want)
 		}
 	}
+}
+
+// signedHeads returns owner heads of one channel by "seq@time": posts 2, 3 and 5, signed
+// at times t0 < t1 < t2 < t9.
+func signedHeads(t *testing.T) map[string]*channel.Head {
+	t.Helper()
+	key, err := channel.GenerateSigningKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	genesis, err := channel.Create(key, channel.Info{Handle: "heads", Title: "Heads"}, start, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := channel.NewVerifier(genesis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heads := map[string]*channel.Head{}
+	prev := genesis.Hash()
+	for seq := uint64(1); seq <= 5; seq++ {
+		p, err := channel.Sign(key, genesis.Channel(), seq, prev, channel.Draft{Kind: channel.KindPost, Body: []byte("post"), Time: start})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Accept(p); err != nil {
+			t.Fatalf("Accept(post %d) = %v", seq, err)
+		}
+		prev = p.Hash()
+		for _, at := range []int{0, 1, 2, 9} {
+			h, err := v.SignHead(key, start.Add(time.Duration(at)*time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			heads[fmt.Sprintf("%d@t%d", seq, at)] = h
+		}
+	}
+	return heads
 }
