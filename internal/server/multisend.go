@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -22,11 +24,62 @@ import (
 // about the request itself: no group, no member list, no record of which accounts were
 // addressed together. What remains afterwards is the envelopes, each in its own device's
 // queue, stored as if they had been sent one account at a time (docs/api.md says what a
-// copy of the queue can still tell while they wait: one server time, adjacent seqs).
+// copy of the queue can still tell while they wait: adjacent seqs, and a server time
+// that is only to the second, shared with every other send of that second).
 
 // multiSendRoutes registers the multi-recipient send.
 func (s *Server) multiSendRoutes(m *http.ServeMux) {
 	m.Handle("PUT /v1/messages", s.handle(s.authed(s.multiSend)))
+}
+
+// maxConcurrentMultiSends bounds the multi-sends one node handles at once: each may hold
+// up to 32 MiB of body and as much again decoded, so 4 at once stay near 256 MiB.
+const maxConcurrentMultiSends = 4
+
+// multiSendWait is the longest a multi-send waits for a slot before it is answered 503;
+// a client's context may end the wait sooner.
+const multiSendWait = 10 * time.Second
+
+// codeBusy is the error code of a multi-send refused because every slot stayed taken.
+const codeBusy = "busy"
+
+// sendSlots is a counting semaphore, usable at its zero value.
+type sendSlots struct {
+	once sync.Once
+	c    chan struct{}
+	wait atomic.Int64 // nanoseconds; zero means multiSendWait (tests shorten it)
+}
+
+func (sl *sendSlots) ch() chan struct{} {
+	sl.once.Do(func() { sl.c = make(chan struct{}, maxConcurrentMultiSends) })
+	return sl.c
+}
+
+// acquire takes a slot, waiting until one is free, ctx ends or multiSendWait passes (then
+// a 503 with Retry-After); the caller calls release once it is done with the request.
+func (sl *sendSlots) acquire(ctx context.Context) (release func(), err error) {
+	c := sl.ch()
+	select {
+	case c <- struct{}{}: // a free slot needs no timer
+		return func() { <-c }, nil
+	default:
+	}
+	wait := time.Duration(sl.wait.Load())
+	if wait == 0 {
+		wait = multiSendWait
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case c <- struct{}{}:
+		return func() { <-c }, nil
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	e := newError(http.StatusServiceUnavailable, codeBusy,
+		"too many multi-recipient sends are in progress; retry after the Retry-After delay")
+	e.retryAfter = time.Second
+	return nil, e
 }
 
 func (s *Server) multiSend(w http.ResponseWriter, r *http.Request, d device) error {
@@ -35,6 +88,12 @@ func (s *Server) multiSend(w http.ResponseWriter, r *http.Request, d device) err
 	if r.ContentLength > api.MaxMultiSendBytes {
 		return tooLargeBody()
 	}
+	// The slot is taken before the body is read: the body is what a slot bounds.
+	release, err := s.multiSlots.acquire(r.Context())
+	if err != nil {
+		return err
+	}
+	defer release()
 	req, err := readMultiSend(w, r)
 	if err != nil {
 		return err
@@ -237,7 +296,7 @@ func (s *Server) queueMulti(ctx context.Context, d device, recips []api.Recipien
 		return 0, e
 	}
 
-	now := s.now()
+	now := envelopeTime(s.now())
 	if total == 0 {
 		// Only one's own account, with no other device: nothing to do.
 		return now.UnixMilli(), nil
@@ -267,6 +326,13 @@ func (s *Server) queueMulti(ctx context.Context, d device, recips []api.Recipien
 	}
 	return now.UnixMilli(), nil
 }
+
+// envelopeTime is the server time stamped on queued envelopes: now to the whole second.
+// Every envelope of one fan-out carries the same time, and at finer precision that time
+// alone would pick out, in a copy of the queue, which accounts got the same message; at
+// whole seconds it is shared with every other send of that second. Clients use it for
+// sender certificate expiry (hours) and display, neither of which needs less.
+func envelopeTime(now time.Time) time.Time { return now.Truncate(time.Second) }
 
 // bulkDevices is a store that lists many accounts' devices in one query (both stores
 // do); another is asked one account at a time.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -572,5 +573,100 @@ func TestMultiSendDeviceGoneAfterCheck(t *testing.T) {
 	want := []api.AccountMismatch{{Account: g.bob.account, ExtraDevices: []uint32{g.bob3}}}
 	if got := r.apiError().Accounts; !reflect.DeepEqual(got, want) {
 		t.Errorf("retry accounts = %+v, want %+v", got, want)
+	}
+}
+
+// TestMultiSendTimeToTheSecond checks that envelopes carry the server time to the whole
+// second: two unrelated multi-sends in one second are stamped alike, so the time does not
+// tell a copy of the queue which envelopes were one fan-out; the next second is stamped
+// as such.
+func TestMultiSendTimeToTheSecond(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	g := newMultiGroup(h, 8900)
+	second := h.clock.Now().Add(time.Second) // a whole second: the harness clock is at one
+	h.clock.Advance(time.Second + 250*time.Millisecond)
+	r := h.multiSend(g.alice, g.right([]byte("first"))...)
+	h.want(r, 200, "", "first multi-send")
+	if got := decodeBody[api.SendResponse](t, r).ServerTime; got != second.UnixMilli() {
+		t.Errorf("first multi-send: server_time = %d, want %d", got, second.UnixMilli())
+	}
+	h.clock.Advance(500 * time.Millisecond)
+	r = h.multiSend(g.carol,
+		recipient(g.dave.account, envelope(1, g.dave.regID, []byte("second"))),
+		recipient(g.bob.account, envelope(1, g.bob.regID, []byte("second")), envelope(g.bob2, 702, []byte("second")), envelope(g.bob3, 703, []byte("second"))))
+	h.want(r, 200, "", "second multi-send")
+	h.clock.Advance(500 * time.Millisecond) // into the next second
+	next := second.Add(time.Second)
+	r = h.multiSend(g.dave, recipient(g.carol.account, envelope(1, g.carol.regID, []byte("third"))))
+	h.want(r, 200, "", "third multi-send")
+	if got := decodeBody[api.SendResponse](t, r).ServerTime; got != next.UnixMilli() {
+		t.Errorf("third multi-send: server_time = %d, want %d", got, next.UnixMilli())
+	}
+
+	n := 0
+	for _, d := range g.all {
+		for _, e := range h.pending(d.c, d.dev) {
+			n++
+			want := second
+			if string(e.Body) == "third" {
+				want = next
+			}
+			if !e.ServerTime.Equal(want) {
+				t.Errorf("envelope %q for %s device %d at %v, want %v", e.Body, d.c.number, d.dev, e.ServerTime, want)
+			}
+		}
+	}
+	if want := 6 + 4 + 1; n != want {
+		t.Errorf("%d envelopes queued, want %d", n, want)
+	}
+}
+
+// TestMultiSendSlots checks the bound on multi-sends at once: with every slot taken a
+// request waits and is then refused with 503 and Retry-After, queuing nothing; a slot
+// freed lets a waiting request through; every request gives its slot back, refused or not.
+func TestMultiSendSlots(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	g := newMultiGroup(h, 8950)
+	slots := &h.srv.multiSlots
+	var held []func()
+	for range maxConcurrentMultiSends {
+		release, err := slots.acquire(context.Background())
+		if err != nil {
+			t.Fatalf("acquire() with free slots = %v", err)
+		}
+		held = append(held, release)
+	}
+
+	slots.wait.Store(int64(20 * time.Millisecond))
+	r := h.multiSend(g.alice, g.right([]byte("refused"))...)
+	h.want(r, http.StatusServiceUnavailable, codeBusy, "multi-send with every slot taken")
+	if got := r.header.Get("Retry-After"); got != "1" {
+		t.Errorf("Retry-After = %q, want %q", got, "1")
+	}
+	if n := h.queued(g); n != 0 {
+		t.Errorf("a refused multi-send queued %d envelopes, want 0", n)
+	}
+
+	// A request waiting for a slot goes through once one is freed.
+	slots.wait.Store(int64(time.Minute))
+	done := make(chan response, 1)
+	go func() { done <- h.multiSend(g.alice, g.right([]byte("waited"))...) }()
+	held[0]()
+	h.want(<-done, 200, "", "multi-send after a slot was freed")
+	if n, want := h.queued(g), 6; n != want {
+		t.Errorf("queued %d envelopes, want %d", n, want)
+	}
+	for _, release := range held[1:] {
+		release()
+	}
+
+	// Refused and accepted requests alike give their slot back.
+	h.want(h.multiSend(g.alice), 400, "", "empty multi-send")
+	h.want(h.multiSend(g.alice, recipient(g.bob.account, envelope(1, g.bob.regID, []byte("x")))), 409, "", "incomplete multi-send")
+	h.want(h.multiSend(g.alice, g.right([]byte("again"))...), 200, "", "multi-send")
+	if n := len(slots.ch()); n != 0 {
+		t.Errorf("%d slots still taken after every request ended, want 0", n)
 	}
 }

@@ -62,6 +62,8 @@ type Server struct {
 	devices deviceCache // device lists for sends (cache.go)
 	creds   credCache   // recently verified credential digests (cache.go)
 
+	multiSlots sendSlots // bounds the multi-recipient sends running at once (multisend.go)
+
 	verifyNumber, verifyPrefix, verifyIP, bundlePair, lookup *limiter
 	codeAttempts                                             *limiter       // shared limits only: the attempt cap across nodes
 	sessionLocks                                             [64]sync.Mutex // serialise code checks per verification session
