@@ -3,6 +3,9 @@ package client
 import (
 	"bytes"
 	"context"
+	"io"
+
+	"github.com/bastionchat/bastion/api"
 
 	"github.com/bastionchat/bastion/channel/private"
 )
@@ -42,4 +45,13 @@ func (c *Client) ChannelAdmissionForTest(ctx context.Context, handle, number str
 	}
 	owner := cs.key.Public()
 	return bytes.Clone(cs.id[:]), owner.Bytes(), dm.Bytes(), signAdmission(cs.key, cs.id, account, owner, dm.Bytes()), nil
+}
+
+// ChannelFrameForTest handles f as if the listening connection had received it and
+// returns what it delivered: tests push frames a server could send.
+func (c *Client) ChannelFrameForTest(ctx context.Context, f api.Frame) ([]ChannelLive, error) {
+	var out []ChannelLive
+	l := &channelLive{c: c, deliver: func(u ChannelLive) error { out = append(out, u); return nil }}
+	err := l.frame(ctx, io.Discard, f)
+	return out, err
 }

@@ -42,6 +42,7 @@ type mitm struct {
 	tamper  func(page []api.ChannelPost) []api.ChannelPost
 	newest  uint64   // if not zero, the newest seq the pages claim
 	heads   [][]byte // every head submitted with PUT .../head
+	pages   int      // GET .../posts requests served
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -156,6 +157,9 @@ func (m *mitm) history(id string) (api.PostsPage, error) {
 }
 
 func (m *mitm) page(w http.ResponseWriter, r *http.Request, id string) {
+	m.mu.Lock()
+	m.pages++
+	m.mu.Unlock()
 	q := r.URL.Query()
 	all, err := m.history(id)
 	if err != nil {
@@ -241,6 +245,13 @@ func (m *mitm) withhold(t *testing.T, handle string, seq uint64, key ed25519.Pri
 		m.notices[id] = map[uint64][]byte{}
 	}
 	m.notices[id][seq] = n.Bytes()
+}
+
+// pagesServed returns how many history pages clients have fetched.
+func (m *mitm) pagesServed() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pages
 }
 
 // rawPost returns post seq as the real server stored it.

@@ -68,7 +68,7 @@ func (c *Client) Receive(ctx context.Context) ([]Message, error) {
 	if err := c.checkRegistered(); err != nil {
 		return nil, err
 	}
-	if err := c.connection(ctx, true, nil); err != nil {
+	if err := c.connection(ctx, true, nil, nil); err != nil {
 		return nil, err
 	}
 	c.flushGroups(ctx, false) // group changes queued while receiving (groups.go)
@@ -86,7 +86,13 @@ func (c *Client) Receive(ctx context.Context) ([]Message, error) {
 // the connection drops; it fails at once with [ErrUnreachable] if the server cannot be
 // reached when it starts. Each message is stored before it is acknowledged and handed to
 // handle after; an error from handle stops Listen. It returns nil when ctx is done.
+// [Client.ListenWithChannels] also streams the channels' posts.
 func (c *Client) Listen(ctx context.Context, handle func(Message) error) error {
+	return c.listen(ctx, handle, nil)
+}
+
+// listen is Listen; live, when not nil, streams channel posts (channels_live.go).
+func (c *Client) listen(ctx context.Context, handle func(Message) error, live *channelLive) error {
 	if err := c.checkRegistered(); err != nil {
 		return err
 	}
@@ -115,7 +121,7 @@ func (c *Client) Listen(ctx context.Context, handle func(Message) error) error {
 	backoff := time.Second
 	for {
 		start := time.Now()
-		err := c.connection(ctx, false, onStored)
+		err := c.connection(ctx, false, onStored, live)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -156,8 +162,9 @@ func (c *Client) checkRegistered() error {
 
 // connection runs one WebSocket connection: it stores and acknowledges every envelope,
 // and returns after the first queue_empty frame when drain is set, else when the
-// connection ends.
-func (c *Client) connection(ctx context.Context, drain bool, onStored func() error) error {
+// connection ends. live, when not nil, subscribes to the profile's channels and gets
+// their frames (channels_live.go).
+func (c *Client) connection(ctx context.Context, drain bool, onStored func() error, live *channelLive) error {
 	root, err := c.trustRoot(ctx)
 	if err != nil {
 		return err
@@ -192,6 +199,9 @@ func (c *Client) connection(ctx context.Context, drain bool, onStored func() err
 	// Frames are at most about 512 KiB (docs/api.md); 2 MiB, also for a fragmented
 	// message as a whole, leaves room and no more.
 	rd := &wsutil.Reader{Source: src, State: ws.StateClientSide, MaxFrameSize: 2 << 20, MaxMessageSize: 2 << 20, OnIntermediate: ctrl}
+	if err := live.start(ctx, conn); err != nil {
+		return c.connErr(ctx, err)
+	}
 	for {
 		// The server pings every 30 s: silence for much longer means a dead peer.
 		conn.SetReadDeadline(time.Now().Add(95 * time.Second))
@@ -238,6 +248,10 @@ func (c *Client) connection(ctx context.Context, drain bool, onStored func() err
 				if err := onStored(); err != nil {
 					return err
 				}
+			}
+		case api.FrameChannelSubscribe, api.FrameChannelPosts:
+			if err := live.frame(ctx, conn, f); err != nil {
+				return err
 			}
 		case api.FrameQueueEmpty:
 			if drain {

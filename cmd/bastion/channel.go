@@ -337,6 +337,21 @@ func (c *cli) printChannelEntry(h string, e client.ChannelEntry) {
 	fmt.Fprintf(c.stdout, "#%d [%s] %s: %s\n", e.Seq, e.Time.Local().Format(time.DateTime), who, text)
 }
 
+// printChannelLive prints a channel post as listen receives it, in read's format; what
+// the server pushed and the client refused is a warning on standard error, and
+// listening goes on.
+func (c *cli) printChannelLive(u client.ChannelLive) error {
+	if u.Err != nil {
+		fmt.Fprintf(c.stderr, "WARNING: %s: %v\n", explainChannel(u.Err), u.Err)
+		return nil
+	}
+	if c.g.json {
+		return c.printJSON(u) // the channel with the entry: listen mixes them with messages
+	}
+	c.printChannelEntry(u.Handle, *u.Entry)
+	return nil
+}
+
 // explainChannel says in a sentence what a verification error means for the reader.
 func explainChannel(err error) string {
 	var gap *channel.GapError

@@ -85,7 +85,9 @@ acknowledges it to the server, prints what was not printed before, and exits.`,
 	"listen": `Usage: bastion listen
 
 Like receive, but stays connected and prints messages as they arrive, until
-interrupted (Ctrl-C). Reconnects by itself when the connection drops.`,
+interrupted (Ctrl-C). Reconnects by itself when the connection drops. New posts of
+the channels this profile owns or follows are printed too, once verified, as
+"bastion channel read" shows them.`,
 	"contacts": `Usage: bastion contacts
 
 Lists the numbers this profile has exchanged messages with, their account ids, and
@@ -426,7 +428,7 @@ func (c *cli) listen(ctx context.Context, _ []string) error {
 		if !c.g.json {
 			fmt.Fprintln(c.stderr, "Listening; press Ctrl-C to stop.")
 		}
-		return cl.Listen(ctx, c.printMessage)
+		return cl.ListenWithChannels(ctx, c.printMessage, c.printChannelLive) // channel.go
 	})
 }
 
