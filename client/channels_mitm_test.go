@@ -43,6 +43,20 @@ type mitm struct {
 	newest  uint64   // if not zero, the newest seq the pages claim
 	heads   [][]byte // every head submitted with PUT .../head
 	pages   int      // GET .../posts requests served
+	// countries: the jurisdiction of a reader (by account id) for the injected
+	// restrictions; a reader not in it gets every restriction applied.
+	countries map[string]string
+}
+
+// setCountry makes the injected restrictions apply to the reader with account id only
+// in its own country, as the real server applies them by the reader's number.
+func (m *mitm) setCountry(account, country string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.countries == nil {
+		m.countries = map[string]string{}
+	}
+	m.countries[account] = country
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -129,8 +143,9 @@ func (m *mitm) get(path string, out any) error {
 }
 
 // history returns the channel's posts as the real server serves them, with the
-// injected notices applied, before any tampering.
-func (m *mitm) history(id string) (api.PostsPage, error) {
+// injected notices applied for a reader in country ("": every notice), before any
+// tampering.
+func (m *mitm) history(id, country string) (api.PostsPage, error) {
 	var all api.PostsPage
 	for {
 		var page api.PostsPage
@@ -146,6 +161,10 @@ func (m *mitm) history(id string) (api.PostsPage, error) {
 	defer m.mu.Unlock()
 	for i := range all.Posts {
 		if n, ok := m.notices[id][uint64(i)+1]; ok {
+			if pn, err := channel.ParseNotice(n); err == nil && country != "" &&
+				pn.Action == channel.ActionRestrict && !strings.EqualFold(pn.Jurisdiction, country) {
+				continue // restricted elsewhere
+			}
 			p, err := channel.ParsePost(all.Posts[i].Post)
 			if err != nil {
 				return all, err
@@ -161,7 +180,12 @@ func (m *mitm) page(w http.ResponseWriter, r *http.Request, id string) {
 	m.pages++
 	m.mu.Unlock()
 	q := r.URL.Query()
-	all, err := m.history(id)
+	user, _, _ := r.BasicAuth()
+	account, _, _ := strings.Cut(user, ".")
+	m.mu.Lock()
+	country := m.countries[account]
+	m.mu.Unlock()
+	all, err := m.history(id, country)
 	if err != nil {
 		writeErr(w, 500, "internal", err.Error())
 		return
@@ -265,7 +289,7 @@ func (m *mitm) rawPost(handle string, seq uint64) []byte {
 
 // views returns the real server's view counter of each message post.
 func (m *mitm) views(handle string) []int64 {
-	all, err := m.history(m.info(handle).ID)
+	all, err := m.history(m.info(handle).ID, "")
 	if err != nil {
 		panic(err)
 	}
