@@ -23,9 +23,10 @@ import (
 // device list, queues every envelope in one durable write or none, and keeps nothing
 // about the request itself: no group, no member list, no record of which accounts were
 // addressed together. What remains afterwards is the envelopes, each in its own device's
-// queue, stored as if they had been sent one account at a time (docs/api.md says what a
-// copy of the queue can still tell while they wait: adjacent seqs, and a server time
-// that is only to the second, shared with every other send of that second).
+// queue, stored as envelopes sent one account at a time are, except for their time
+// (docs/api.md says what a copy of the queue can still tell while they wait: adjacent
+// seqs, and one server time to the whole second, shared with every other multi-send of
+// that second but not yet with 1:1 sends, which keep finer times).
 
 // multiSendRoutes registers the multi-recipient send.
 func (s *Server) multiSendRoutes(m *http.ServeMux) {
