@@ -66,6 +66,7 @@ const (
 	CodeInternal          = "internal"             // 500: the server failed; details are in its log
 	CodeShuttingDown      = "shutting_down"        // 503: the server is stopping
 	CodeMarketWithdrawn   = "market_withdrawn"     // 451: the service is withdrawn from the number's country
+	CodeBusy              = "busy"                 // 503: too many multi-recipient sends at once; retry after Retry-After
 )
 
 // CreateVerificationRequest starts a registration: POST /v1/verification.

@@ -65,7 +65,7 @@ func (s *Server) queue(ctx context.Context, d device, target uuid.UUID, msgs []a
 	if e := checkDevices(devs, msgs, target == d.account, d.id); e != nil {
 		return 0, e
 	}
-	now := s.now()
+	now := envelopeTime(s.now()) // to the second, as fan-outs are: see envelopeTime
 	if len(msgs) == 0 {
 		// Sending to one's own account with no other device: nothing to do.
 		return now.UnixMilli(), nil

@@ -25,8 +25,8 @@ import (
 // addressed together. What remains afterwards is the envelopes, each in its own device's
 // queue, stored as envelopes sent one account at a time are, except for their time
 // (docs/api.md says what a copy of the queue can still tell while they wait: adjacent
-// seqs, and one server time to the whole second, shared with every other multi-send of
-// that second but not yet with 1:1 sends, which keep finer times).
+// seqs, and one server time to the whole second, shared with every other send of that
+// second).
 
 // multiSendRoutes registers the multi-recipient send.
 func (s *Server) multiSendRoutes(m *http.ServeMux) {
@@ -40,9 +40,6 @@ const maxConcurrentMultiSends = 4
 // multiSendWait is the longest a multi-send waits for a slot before it is answered 503;
 // a client's context may end the wait sooner.
 const multiSendWait = 10 * time.Second
-
-// codeBusy is the error code of a multi-send refused because every slot stayed taken.
-const codeBusy = "busy"
 
 // sendSlots is a counting semaphore, usable at its zero value.
 type sendSlots struct {
@@ -77,7 +74,7 @@ func (sl *sendSlots) acquire(ctx context.Context) (release func(), err error) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
-	e := newError(http.StatusServiceUnavailable, codeBusy,
+	e := newError(http.StatusServiceUnavailable, api.CodeBusy,
 		"too many multi-recipient sends are in progress; retry after the Retry-After delay")
 	e.retryAfter = time.Second
 	return nil, e

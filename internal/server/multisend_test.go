@@ -577,9 +577,9 @@ func TestMultiSendDeviceGoneAfterCheck(t *testing.T) {
 }
 
 // TestMultiSendTimeToTheSecond checks that envelopes carry the server time to the whole
-// second: two unrelated multi-sends in one second are stamped alike, so the time does not
-// tell a copy of the queue which envelopes were one fan-out; the next second is stamped
-// as such.
+// second: two unrelated multi-sends and a 1:1 send in one second are stamped alike, so the
+// time does not tell a copy of the queue which envelopes were one fan-out; the next second
+// is stamped as such.
 func TestMultiSendTimeToTheSecond(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
@@ -596,7 +596,13 @@ func TestMultiSendTimeToTheSecond(t *testing.T) {
 		recipient(g.dave.account, envelope(1, g.dave.regID, []byte("second"))),
 		recipient(g.bob.account, envelope(1, g.bob.regID, []byte("second")), envelope(g.bob2, 702, []byte("second")), envelope(g.bob3, 703, []byte("second"))))
 	h.want(r, 200, "", "second multi-send")
-	h.clock.Advance(500 * time.Millisecond) // into the next second
+	h.clock.Advance(100 * time.Millisecond)
+	r = h.send(g.dave, g.carol.account, envelope(1, g.carol.regID, []byte("one to one")))
+	h.want(r, 200, "", "1:1 send")
+	if got := decodeBody[api.SendResponse](t, r).ServerTime; got != second.UnixMilli() {
+		t.Errorf("1:1 send: server_time = %d, want %d", got, second.UnixMilli())
+	}
+	h.clock.Advance(400 * time.Millisecond) // into the next second
 	next := second.Add(time.Second)
 	r = h.multiSend(g.dave, recipient(g.carol.account, envelope(1, g.carol.regID, []byte("third"))))
 	h.want(r, 200, "", "third multi-send")
@@ -617,7 +623,7 @@ func TestMultiSendTimeToTheSecond(t *testing.T) {
 			}
 		}
 	}
-	if want := 6 + 4 + 1; n != want {
+	if want := 6 + 4 + 1 + 1; n != want {
 		t.Errorf("%d envelopes queued, want %d", n, want)
 	}
 }
@@ -641,7 +647,7 @@ func TestMultiSendSlots(t *testing.T) {
 
 	slots.wait.Store(int64(20 * time.Millisecond))
 	r := h.multiSend(g.alice, g.right([]byte("refused"))...)
-	h.want(r, http.StatusServiceUnavailable, codeBusy, "multi-send with every slot taken")
+	h.want(r, http.StatusServiceUnavailable, api.CodeBusy, "multi-send with every slot taken")
 	if got := r.header.Get("Retry-After"); got != "1" {
 		t.Errorf("Retry-After = %q, want %q", got, "1")
 	}
