@@ -187,14 +187,15 @@ func (c *Client) decodeChannel(id channel.ID, enc []byte) (*chanState, error) {
 	return cs, nil
 }
 
-// channelByHandle finds the channel with handle among the profile's (the handle is
-// inside the encrypted record, so every record is opened; a profile has few).
-func (c *Client) channelByHandle(ctx context.Context, q querier, handle channel.Handle) (*chanState, error) {
+// storedChannels decodes every channel record of the profile (the handle is inside the
+// encrypted record, so finding one by handle opens them all; a profile has few).
+func (c *Client) storedChannels(ctx context.Context, q querier) ([]*chanState, error) {
 	rows, err := q.QueryContext(ctx, "SELECT id, record_enc FROM channels")
 	if err != nil {
 		return nil, fmt.Errorf("reading channels: %w", err)
 	}
 	defer rows.Close()
+	var out []*chanState
 	for rows.Next() {
 		var idb, enc []byte
 		if err := rows.Scan(&idb, &enc); err != nil {
@@ -207,12 +208,24 @@ func (c *Client) channelByHandle(ctx context.Context, q querier, handle channel.
 		if err != nil {
 			return nil, err
 		}
-		if cs.rec.Handle == string(handle) {
-			return cs, nil
-		}
+		out = append(out, cs)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading channels: %w", err)
+	}
+	return out, nil
+}
+
+// channelByHandle finds the channel with handle among the profile's.
+func (c *Client) channelByHandle(ctx context.Context, q querier, handle channel.Handle) (*chanState, error) {
+	all, err := c.storedChannels(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	for _, cs := range all {
+		if cs.rec.Handle == string(handle) {
+			return cs, nil
+		}
 	}
 	return nil, fmt.Errorf("%v: %w", handle, ErrNotFollowing)
 }
@@ -462,26 +475,14 @@ func (c *Client) channelFor(ctx context.Context, handle string) (*chanState, err
 func (c *Client) Channels(ctx context.Context) ([]Channel, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	rows, err := c.db.QueryContext(ctx, "SELECT id, record_enc FROM channels")
+	all, err := c.storedChannels(ctx, c.db)
 	if err != nil {
-		return nil, fmt.Errorf("reading channels: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
-	var out []Channel
-	for rows.Next() {
-		var idb, enc []byte
-		if err := rows.Scan(&idb, &enc); err != nil {
-			return nil, fmt.Errorf("reading channels: %w", err)
-		}
-		if len(idb) != channel.IDSize {
-			return nil, errors.New("stored channel: bad id")
-		}
-		cs, err := c.decodeChannel(channel.ID(idb), enc)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, cs.describe())
+	out := make([]Channel, len(all))
+	for i, cs := range all {
+		out[i] = cs.describe()
 	}
 	slices.SortFunc(out, func(a, b Channel) int { return strings.Compare(a.Handle, b.Handle) })
-	return out, rows.Err()
+	return out, nil
 }
