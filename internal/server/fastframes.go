@@ -61,7 +61,20 @@ func parseSend(p []byte) (f api.Frame, ok bool) {
 	s.lit(`,"destination":`)
 	dest := s.uuid()
 	f.Destination = &dest
-	s.lit(`,"messages":[`)
+	s.lit(`,"messages":`)
+	f.Messages = s.envelopes()
+	s.lit(`}`)
+	if !s.ok || len(s.p) != 0 {
+		return api.Frame{}, false
+	}
+	return f, true
+}
+
+// envelopes consumes a JSON array of OutgoingEnvelope in encoding/json's layout: the
+// "messages" of a send frame and of each recipient of a multi-recipient send.
+func (s *scanner) envelopes() []api.OutgoingEnvelope {
+	var out []api.OutgoingEnvelope
+	s.lit(`[`)
 	for s.ok {
 		var m api.OutgoingEnvelope
 		s.lit(`{"device_id":`)
@@ -73,17 +86,14 @@ func parseSend(p []byte) (f api.Frame, ok bool) {
 		s.lit(`,"body":`)
 		m.Body = s.base64()
 		s.lit(`}`)
-		f.Messages = append(f.Messages, m)
+		out = append(out, m)
 		if !s.ok || len(s.p) == 0 || s.p[0] != ',' {
 			break
 		}
 		s.p = s.p[1:]
 	}
-	s.lit(`]}`)
-	if !s.ok || len(s.p) != 0 {
-		return api.Frame{}, false
-	}
-	return f, true
+	s.lit(`]`)
+	return out
 }
 
 // scanner consumes a canonical JSON text; ok turns false at the first surprise.
