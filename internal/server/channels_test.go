@@ -418,6 +418,14 @@ func TestChannelCounters(t *testing.T) {
 	if !limited {
 		t.Errorf("%d follows from one account were all allowed, want a 429", channelFollowRate.N+1)
 	}
+	// The bucket is the account's, not the account's for this channel: a bucket naming
+	// both would record who follows what. Another channel is limited too; another
+	// account is not.
+	other := newOwner(t, "counted_two")
+	h.createChannel(bob, other)
+	otherPath := "/v1/channels/" + other.id() + "/follow"
+	h.want(h.do("PUT", otherPath, nil, alice), 429, api.CodeRateLimited, "follow of another channel by the limited account")
+	h.want(h.do("PUT", otherPath, nil, bob), 204, "", "follow of another channel by another account")
 	h.want(h.do("POST", path+"/views", api.ViewsRequest{Seqs: make([]uint64, api.MaxViewsBatch+1)}, alice), 400, api.CodeBadRequest, "too many views")
 	h.want(h.do("PUT", "/v1/channels/00112233445566778899aabbccddeeff/follow", nil, bob), 404, api.CodeNotFound, "follow no channel")
 }
