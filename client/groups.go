@@ -83,6 +83,9 @@ type groupRecord struct {
 	Epochs []epochRecord `json:"epochs,omitempty"`
 	// Outbox holds changes to send, in order; an entry leaves it once the server has it.
 	Outbox []outboxEntry `json:"outbox,omitempty"`
+	// Held are group messages under a distribution id the sender may not use yet, oldest
+	// first, still encrypted (groups_hold.go).
+	Held []heldMessage `json:"held,omitempty"`
 }
 
 type epochRecord struct {

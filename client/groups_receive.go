@@ -96,7 +96,10 @@ func (c *Client) receiveGroupControl(ctx context.Context, tx *sql.Tx, st *stores
 	dirty := false
 	if len(content.GroupChanges) > 0 {
 		var ls []string
-		r, ls = c.takeChanges(ctx, tx, r, from, gid, content.GroupChanges)
+		r, ls, err = c.takeChanges(ctx, tx, r, from, gid, content.GroupChanges, now)
+		if err != nil {
+			return err
+		}
 		lines = append(lines, ls...)
 		dirty = r != nil
 	}
@@ -114,11 +117,6 @@ func (c *Client) receiveGroupControl(ctx context.Context, tx *sql.Tx, st *stores
 			}
 		}
 	}
-	if dirty {
-		if err := c.saveReplica(ctx, tx, r); err != nil {
-			return err
-		}
-	}
 	if len(lines) > 0 {
 		title := ""
 		if r != nil {
@@ -129,12 +127,25 @@ func (c *Client) receiveGroupControl(ctx context.Context, tx *sql.Tx, st *stores
 			return err
 		}
 	}
+	if r != nil {
+		// The replica may now let held messages through (after the event that did it).
+		retried, err := c.retryHeld(ctx, tx, st, r, now)
+		if err != nil {
+			return err
+		}
+		dirty = dirty || retried
+	}
+	if dirty {
+		if err := c.saveReplica(ctx, tx, r); err != nil {
+			return err
+		}
+	}
 	return markSeen(tx)
 }
 
 // takeChanges folds the changes raw carries, from the account from, into r (nil: the
 // group is new here) and returns the replica and the event lines to show.
-func (c *Client) takeChanges(ctx context.Context, q querier, r *replica, from uuid.UUID, gid group.ID, raw []byte) (*replica, []string) {
+func (c *Client) takeChanges(ctx context.Context, q querier, r *replica, from uuid.UUID, gid group.ID, raw []byte, now time.Time) (*replica, []string, error) {
 	me := c.acc.AccountID
 	who := c.token(from)
 	changes, err := decodeChanges(raw)
@@ -148,9 +159,9 @@ func (c *Client) takeChanges(ctx context.Context, q querier, r *replica, from uu
 	if err != nil {
 		c.log.Debug("malformed group change dropped")
 		if r == nil {
-			return nil, nil
+			return nil, nil, nil
 		}
-		return r, []string{fmt.Sprintf("a malformed group change from %s was refused", who)}
+		return r, []string{fmt.Sprintf("a malformed group change from %s was refused", who)}, nil
 	}
 	var lines []string
 	if r == nil {
@@ -161,31 +172,53 @@ func (c *Client) takeChanges(ctx context.Context, q querier, r *replica, from uu
 			c.applyPlan(ctx, q, r, u)
 			s := g.State()
 			if len(changes) == 1 {
-				return r, []string{fmt.Sprintf("%s created the group %q with %s", who, s.Title, c.names(ctx, q, s.Members, from))}
+				lines = []string{fmt.Sprintf("%s created the group %q with %s", who, s.Title, c.names(ctx, q, s.Members, from))}
+			} else {
+				lines = []string{fmt.Sprintf("%s added you to the group %q (members: %s)", who, s.Title, c.names(ctx, q, s.Members, uuid.Nil))}
 			}
-			return r, []string{fmt.Sprintf("%s added you to the group %q (members: %s)", who, s.Title, c.names(ctx, q, s.Members, uuid.Nil))}
+			// Changes that overtook this history now have a group to go into.
+			late, err := c.foldPending(ctx, q, r, now)
+			return r, append(lines, late...), err
 		}
 		if changes[0].Kind != group.KindCreate {
-			// Changes of a group we do not hold (yet, or any more): nothing to fold them into.
-			c.log.Debug("changes for an unknown group dropped")
-			return nil, nil
+			// Changes of a group we do not hold (yet, or any more): they may have overtaken
+			// the history of an admin adding us, so they wait for it.
+			held, err := c.holdChanges(ctx, q, gid, from, raw, len(changes), now)
+			if err != nil {
+				return nil, nil, err
+			}
+			c.log.Debug("changes for an unknown group", "held", held)
+			return nil, nil, nil
 		}
 		g, u, err = group.New(me, from, changes[0])
 		if err != nil {
 			c.log.Debug("group create refused", "err", err)
-			return nil, nil
+			return nil, nil, nil
 		}
 		r = &replica{rec: &groupRecord{}, g: g}
 		c.applyPlan(ctx, q, r, u)
 		lines = append(lines, c.describe(ctx, q, u))
 		changes = changes[1:]
+		late, err := c.foldPending(ctx, q, r, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		lines = append(lines, late...)
 	} else if changes[0].Kind == group.KindCreate && len(changes) > 1 {
 		// A history: an admin adding us back. Otherwise each change counts only from its author.
 		if u, err := r.g.Merge(from, raw); err == nil {
 			c.applyPlan(ctx, q, r, u)
-			return r, []string{fmt.Sprintf("%s added you to the group %q again", who, u.After.Title)}
+			return r, []string{fmt.Sprintf("%s added you to the group %q again", who, u.After.Title)}, nil
 		}
 	}
+	return r, append(lines, c.receiveChanges(ctx, q, r, from, changes)...), nil
+}
+
+// receiveChanges folds changes, carried by the account from, into r (each counts only
+// if from is its author) and returns the event lines to show.
+func (c *Client) receiveChanges(ctx context.Context, q querier, r *replica, from uuid.UUID, changes []*group.Change) []string {
+	who := c.token(from)
+	var lines []string
 	for _, ch := range changes {
 		u, err := r.g.Receive(from, ch)
 		switch {
@@ -200,7 +233,7 @@ func (c *Client) takeChanges(ctx context.Context, q querier, r *replica, from uu
 			lines = append(lines, c.describe(ctx, q, u))
 		}
 	}
-	return r, lines
+	return lines
 }
 
 // describe says what one received change did, as an event line.
@@ -287,24 +320,43 @@ func (c *Client) receiveGroupMessage(ctx context.Context, e api.Envelope, o *ope
 		if err != nil {
 			return refuse(gid[:], s.Title, fmt.Sprintf("a message from %s could not be decrypted", who))
 		}
-		if !r.rec.mayUse(msg.DistributionID(), from) {
+		// Held messages that waited too long are refused now, before this one may be held.
+		expired, err := c.retryHeld(ctx, tx, st, r, now)
+		if err != nil {
+			return err
+		}
+		save := func() error {
+			if !expired {
+				return nil
+			}
+			return c.saveReplica(ctx, tx, r)
+		}
+		dist := msg.DistributionID()
+		if !r.rec.mayUse(dist, from) {
+			// A current member under an epoch not reached here yet: the change that starts it
+			// (another member's removal or leave) may still be on its way, so the message
+			// waits for it. An epoch known here that the sender was not in is refused.
+			if !r.rec.knowsEpoch(dist) && c.holdMessage(r, e, o.sender, o.ciphertext, now) {
+				stored = false
+				if err := c.saveReplica(ctx, tx, r); err != nil {
+					return err
+				}
+				return markSeen(tx)
+			}
+			if err := save(); err != nil {
+				return err
+			}
 			return refuse(gid[:], s.Title, fmt.Sprintf("a message from %s was refused: not under a sender key of this group", who))
 		}
-		pt, err := senderkey.Decrypt(ctx, st, o.sender, o.ciphertext)
-		if errors.Is(err, senderkey.ErrDuplicateMessage) {
+		if err := save(); err != nil {
+			return err
+		}
+		err = c.openGroupMessage(ctx, tx, st, e, o.sender, from, o.ciphertext, r, now)
+		if errors.Is(err, errDuplicateGroupMessage) {
 			stored = false
 			return markSeen(tx)
 		}
 		if err != nil {
-			c.log.Debug("group message does not decrypt", "no_key", errors.Is(err, senderkey.ErrNoSenderKey))
-			return refuse(gid[:], s.Title, fmt.Sprintf("a message from %s could not be decrypted; ask them to send it again", who))
-		}
-		content, err := decodeContent(pt)
-		if err != nil || string(content.GroupID) != string(gid[:]) {
-			return refuse(gid[:], s.Title, fmt.Sprintf("a message from %s was refused: it names another group", who))
-		}
-		m := &Content{Text: content.Text, SentMS: content.SentMS, GroupID: gid[:]}
-		if err := c.storeGroupRecord(ctx, tx, e, o.sender, m, s.Title, false, false, now); err != nil {
 			return err
 		}
 		return markSeen(tx)
