@@ -81,6 +81,7 @@ func (c *Client) retryHeld(ctx context.Context, tx *sql.Tx, st *stores, r *repli
 		return false, nil
 	}
 	s := r.g.State()
+	r.rec.noteEpoch(s) // the epoch a change just began, which saveReplica would note too
 	gid := r.g.ID()
 	var keep []heldMessage
 	for _, h := range r.rec.Held {

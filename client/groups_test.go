@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,6 +35,60 @@ type sendLog struct {
 	mu   sync.Mutex
 	reqs []api.MultiSendRequest
 	fail []failure
+	// delayFor, when set, takes that account's envelopes out of every multi-recipient
+	// send and keeps them in delayed (with the request's headers) until release: how a
+	// test makes one sender's envelopes reach a device after another sender's.
+	delayFor uuid.UUID
+	delayed  []delayedSend
+	next     http.Handler
+}
+
+type delayedSend struct {
+	header http.Header
+	rc     api.Recipient
+}
+
+// delay makes the envelopes of sends to account wait until release; uuid.Nil ends that.
+func (l *sendLog) delay(account uuid.UUID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.delayFor = account
+}
+
+// release hands the server the envelopes delay kept, in the order they were sent.
+func (l *sendLog) release(t *testing.T) {
+	t.Helper()
+	l.mu.Lock()
+	ds := l.delayed
+	l.delayed = nil
+	l.mu.Unlock()
+	for _, d := range ds {
+		b, _ := json.Marshal(api.MultiSendRequest{Recipients: []api.Recipient{d.rc}})
+		r := httptest.NewRequest(http.MethodPut, "/v1/messages", bytes.NewReader(b))
+		r.Header = d.header.Clone()
+		r.Header.Del("Content-Length")
+		rec := httptest.NewRecorder()
+		l.next.ServeHTTP(rec, r)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("releasing a delayed send: %d %s", rec.Code, rec.Body)
+		}
+	}
+}
+
+// withhold takes l.delayFor's envelopes out of req; it reports whether it did.
+func (l *sendLog) withhold(r *http.Request, req *api.MultiSendRequest) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.delayFor == uuid.Nil {
+		return false
+	}
+	i := slices.IndexFunc(req.Recipients, func(rc api.Recipient) bool { return rc.Account == l.delayFor })
+	if i < 0 {
+		return false
+	}
+	l.delayed = append(l.delayed, delayedSend{header: r.Header.Clone(), rc: req.Recipients[i]})
+	req.Recipients = slices.Delete(req.Recipients, i, i+1)
+	return true
 }
 
 type failure struct {
@@ -42,6 +97,7 @@ type failure struct {
 }
 
 func (l *sendLog) wrap(h http.Handler) http.Handler {
+	l.next = h
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPut && r.URL.Path == "/v1/messages" {
 			b, _ := io.ReadAll(r.Body)
@@ -61,6 +117,17 @@ func (l *sendLog) wrap(h http.Handler) http.Handler {
 					w.WriteHeader(f.status)
 					json.NewEncoder(w).Encode(f.body)
 					return
+				}
+				if l.withhold(r, &req) {
+					if len(req.Recipients) == 0 {
+						// Everything was withheld: answer as the server would.
+						w.Header().Set("Content-Type", "application/json")
+						json.NewEncoder(w).Encode(api.SendResponse{ServerTime: time.Now().UnixMilli()})
+						return
+					}
+					b, _ = json.Marshal(req)
+					r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+					r.Header.Del("Content-Length")
 				}
 			}
 		}
@@ -106,6 +173,8 @@ type groupWorld struct {
 	sent *sendLog
 	logs []*bytes.Buffer
 	dirs []string
+	// clock, when set, is the clock of the members registered from then on.
+	clock func() time.Time
 }
 
 func newGroupWorld(t *testing.T) *groupWorld {
@@ -136,7 +205,7 @@ func (w *groupWorld) register(number string) *member {
 	dir := filepath.Join(t.TempDir(), "profile")
 	var buf bytes.Buffer
 	c, err := client.Open(ctx, dir, client.Options{Server: w.s.URL,
-		Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &buf}, &slog.HandlerOptions{Level: slog.LevelDebug})), Now: w.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
