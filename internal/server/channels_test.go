@@ -508,8 +508,16 @@ func TestChannelStreaming(t *testing.T) {
 	}
 
 	// Unsubscribed: nothing more arrives; the next frame is the answer to a subscribe.
+	// The fan-out runs after the poster's answer, so wait until the still-subscribed DE
+	// reader has post 5: its fan-out has then picked its connections, before US
+	// subscribes again.
 	wUS.subscribe()
 	h.want(h.post(us, o.id(), o.next("after unsubscribe").Bytes()), 200, "", "post 5")
+	if f := wDE.channelPosts(); len(f.Posts) != 1 {
+		t.Fatalf("push of post 5 to DE = %+v", f)
+	} else if p, _ := channel.ParsePost(f.Posts[0].Post); p.Seq() != 5 {
+		t.Fatalf("push to DE is post %d, want 5", p.Seq())
+	}
 	wUS.subscribe(o.id())
 	h.want(h.post(us, o.id(), o.next("six").Bytes()), 200, "", "post 6")
 	if f := wUS.channelPosts(); len(f.Posts) != 1 {
