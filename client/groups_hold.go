@@ -75,8 +75,9 @@ func (c *Client) holdMessage(r *replica, e api.Envelope, sender protocol.Address
 // is decrypted and stored as a message, each that can no longer be accepted (the sender
 // left the group, the epoch is known and the sender not in it, or it waited heldTTL) is
 // stored as a refusal notice, and the rest stay. It reports whether r changed; the
-// caller saves r.
-func (c *Client) retryHeld(ctx context.Context, tx *sql.Tx, st *stores, r *replica, now time.Time) (bool, error) {
+// caller saves r. With onlyExpired (the replica did not change since the last retry, so
+// nothing else can have changed for them) it only refuses those that waited too long.
+func (c *Client) retryHeld(ctx context.Context, tx *sql.Tx, st *stores, r *replica, now time.Time, onlyExpired bool) (bool, error) {
 	if len(r.rec.Held) == 0 {
 		return false, nil
 	}
@@ -85,6 +86,11 @@ func (c *Client) retryHeld(ctx context.Context, tx *sql.Tx, st *stores, r *repli
 	gid := r.g.ID()
 	var keep []heldMessage
 	for _, h := range r.rec.Held {
+		expired := now.Sub(time.UnixMilli(h.HeldMS)) >= heldTTL
+		if onlyExpired && !expired {
+			keep = append(keep, h)
+			continue
+		}
 		from, err := uuid.Parse(h.Sender)
 		if err != nil {
 			continue // never stored by holdMessage
@@ -111,7 +117,7 @@ func (c *Client) retryHeld(ctx context.Context, tx *sql.Tx, st *stores, r *repli
 			}
 		case r.rec.knowsEpoch(dist):
 			err = refuse(fmt.Sprintf("a message from %s was refused: not under a sender key of this group", who))
-		case now.Sub(time.UnixMilli(h.HeldMS)) >= heldTTL:
+		case expired:
 			err = refuse(fmt.Sprintf("a message from %s was refused: not under a sender key of this group (held %s for the change it needs)",
 				who, heldTTL))
 		default:

@@ -129,7 +129,7 @@ func (c *Client) receiveGroupControl(ctx context.Context, tx *sql.Tx, st *stores
 	}
 	if r != nil {
 		// The replica may now let held messages through (after the event that did it).
-		retried, err := c.retryHeld(ctx, tx, st, r, now)
+		retried, err := c.retryHeld(ctx, tx, st, r, now, false)
 		if err != nil {
 			return err
 		}
@@ -321,7 +321,7 @@ func (c *Client) receiveGroupMessage(ctx context.Context, e api.Envelope, o *ope
 			return refuse(gid[:], s.Title, fmt.Sprintf("a message from %s could not be decrypted", who))
 		}
 		// Held messages that waited too long are refused now, before this one may be held.
-		expired, err := c.retryHeld(ctx, tx, st, r, now)
+		expired, err := c.retryHeld(ctx, tx, st, r, now, true)
 		if err != nil {
 			return err
 		}
