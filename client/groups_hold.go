@@ -3,10 +3,12 @@ package client
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -195,11 +197,13 @@ func (c *Client) holdChanges(ctx context.Context, q querier, gid group.ID, from 
 	}
 	if p == nil {
 		var n int
-		if err := q.QueryRowContext(ctx, "SELECT COUNT(*) FROM meta WHERE k LIKE ?", pendingPrefix+"%").Scan(&n); err != nil {
+		if err := q.QueryRowContext(ctx, "SELECT COUNT(*) FROM meta WHERE k GLOB ?", pendingPrefix+"*").Scan(&n); err != nil {
 			return false, fmt.Errorf("counting pending groups: %w", err)
 		}
 		if n >= maxPendingGroups {
-			return false, nil
+			if n, err = c.prunePending(ctx, q, now); err != nil || n >= maxPendingGroups {
+				return false, err
+			}
 		}
 		p = &pendingChanges{}
 	}
@@ -223,6 +227,50 @@ func (c *Client) holdChanges(ctx context.Context, q querier, gid group.ID, from 
 
 func (p *pendingChanges) expire(now time.Time) {
 	p.Items = slices.DeleteFunc(p.Items, func(it pendingItem) bool { return now.Sub(time.UnixMilli(it.HeldMS)) >= heldTTL })
+}
+
+// prunePending forgets the pending changes that waited heldTTL, and groups left with
+// none, and returns how many groups still have some.
+func (c *Client) prunePending(ctx context.Context, q querier, now time.Time) (int, error) {
+	rows, err := q.QueryContext(ctx, "SELECT k FROM meta WHERE k GLOB ?", pendingPrefix+"*")
+	if err != nil {
+		return 0, fmt.Errorf("listing pending groups: %w", err)
+	}
+	var ids []group.ID
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("listing pending groups: %w", err)
+		}
+		b, err := hex.DecodeString(strings.TrimPrefix(k, pendingPrefix))
+		if err == nil && len(b) == len(group.ID{}) {
+			ids = append(ids, group.ID(b))
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("listing pending groups: %w", err)
+	}
+	left := 0
+	for _, id := range ids {
+		p, err := c.loadPending(ctx, q, id)
+		if err != nil {
+			return 0, err
+		}
+		if p == nil {
+			continue
+		}
+		p.expire(now)
+		if len(p.Items) > 0 {
+			left++
+			continue // rewritten when it is next held or folded
+		}
+		if _, err := q.ExecContext(ctx, "DELETE FROM meta WHERE k = ?", pendingKey(id)); err != nil {
+			return 0, fmt.Errorf("forgetting pending group changes: %w", err)
+		}
+	}
+	return left, nil
 }
 
 // loadPending reads the changes waiting for gid; nil when there are none.
