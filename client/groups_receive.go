@@ -279,8 +279,10 @@ func (c *Client) names(ctx context.Context, q querier, ids []uuid.UUID, skip uui
 
 // receiveGroupMessage handles an envelope carrying a sender-key message. It is accepted
 // only from a current member of the group the envelope names, under a distribution id of
-// that group that the sender was a member in; anything else is stored as a refused
-// notice, never as a message. It returns whether something was stored.
+// that group that the sender was a member in; a current member's message under an epoch
+// not known here yet is held until a change lets it in (groups_hold.go); anything else
+// is stored as a refused notice, never as a message. It returns whether something was
+// stored.
 func (c *Client) receiveGroupMessage(ctx context.Context, e api.Envelope, o *opened, now time.Time, markSeen func(querier) error) (bool, error) {
 	stored := true
 	err := c.inTx(ctx, func(tx *sql.Tx) error {
