@@ -1,76 +1,17 @@
 package sqlite
 
 import (
-	"context"
-	"fmt"
-	"reflect"
-	"sync"
 	"testing"
 
-	"github.com/google/uuid"
-
-	"github.com/bastionchat/bastion/internal/store"
+	"github.com/bastionchat/bastion/internal/store/storetest"
 )
 
 func TestDevicesOf(t *testing.T) {
 	t.Parallel()
+	if devicesOfChunk >= 300 {
+		t.Fatalf("devicesOfChunk = %d: the suite's 300 accounts no longer span two queries", devicesOfChunk)
+	}
 	s := openTemp(t)
 	defer s.Close()
-	ctx := context.Background()
-	// More accounts than one query names, with 1 to 3 devices each.
-	const n = devicesOfChunk + 44
-	ids := make([]uuid.UUID, n)
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Go(func() {
-			a, _, err := s.Register(ctx, fmt.Sprintf("+1416%07d", i), make([]byte, 33),
-				store.Device{ID: 1, RegistrationID: uint32(i), CredentialHash: make([]byte, 32)})
-			for j := range i % 3 {
-				if err == nil {
-					_, err = s.AddDevice(ctx, a.ID, store.Device{RegistrationID: uint32(j), CredentialHash: make([]byte, 32)})
-				}
-			}
-			ids[i], errs[i] = a.ID, err
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatalf("Register/AddDevice() = %v", err)
-		}
-	}
-	unknown := uuid.New()
-	tests := []struct {
-		name     string
-		accounts []uuid.UUID
-	}{
-		{"none", nil},
-		{"one", ids[:1]},
-		{"one chunk and a few", ids},
-		{"with an unknown account", append([]uuid.UUID{unknown}, ids[:10]...)},
-		{"an account twice", append(ids[:5:5], ids[2])},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := s.DevicesOf(ctx, tt.accounts)
-			if err != nil {
-				t.Fatalf("DevicesOf() = %v", err)
-			}
-			want := map[uuid.UUID][]store.Device{}
-			for _, a := range tt.accounts {
-				devs, err := s.Devices(ctx, a)
-				if err != nil {
-					continue // unknown: absent
-				}
-				for i := range devs {
-					devs[i].CredentialHash = nil
-				}
-				want[a] = devs
-			}
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("DevicesOf(%d accounts) = %d accounts, want %d as Devices lists them", len(tt.accounts), len(got), len(want))
-			}
-		})
-	}
+	storetest.RunDevicesOf(t, s)
 }
