@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/bastionchat/bastion/api"
 	"github.com/bastionchat/bastion/internal/pgtest"
@@ -42,16 +41,7 @@ func benchNodes(b *testing.B, n int, pg bool) {
 	defer cancel()
 	var shared []string
 	if pg {
-		ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: natsserver.RANDOM_PORT, NoLog: true, NoSigs: true})
-		if err != nil {
-			b.Fatal(err)
-		}
-		go ns.Start()
-		defer ns.Shutdown()
-		if !ns.ReadyForConnections(10 * time.Second) {
-			b.Fatal("NATS server did not start")
-		}
-		shared = []string{"--store", pgtest.Start(b), "--nats", ns.ClientURL()}
+		shared = []string{"--store", pgtest.Start(b), "--nats", startNATS(b)}
 	}
 	var nodes []*reliability.Server
 	for i := range n {

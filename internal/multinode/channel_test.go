@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
-
 	"github.com/bastionchat/bastion/api"
 	"github.com/bastionchat/bastion/channel"
 	"github.com/bastionchat/bastion/internal/pgtest"
@@ -29,16 +27,7 @@ func TestChannelAcrossNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dsn := pgtest.Start(t)
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: natsserver.RANDOM_PORT, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatalf("nats NewServer() = %v", err)
-	}
-	go ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	nodes := startChannelNodes(t, ctx, dsn, ns.ClientURL())
+	nodes := startChannelNodes(t, ctx, dsn, startNATS(t))
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 
 	owner, err := n1.Register(ctx, "+14155550301", reliability.KeyOptions{})

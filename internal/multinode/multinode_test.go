@@ -283,21 +283,28 @@ func (l *listener) move(ctx context.Context, n *node) error {
 // what a loaded two-core machine needs (milliseconds).
 const promptly = 20 * time.Second
 
+// startNATS runs a NATS server on a free loopback port until the test ends and returns
+// its client URL.
+func startNATS(tb testing.TB) string {
+	tb.Helper()
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: natsserver.RANDOM_PORT, NoLog: true, NoSigs: true})
+	if err != nil {
+		tb.Fatalf("nats NewServer() = %v", err)
+	}
+	go ns.Start()
+	tb.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		tb.Fatal("NATS server did not start")
+	}
+	return ns.ClientURL()
+}
+
 func TestThreeNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dsn := pgtest.Start(t)
 
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: natsserver.RANDOM_PORT, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatalf("nats NewServer() = %v", err)
-	}
-	go ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	natsURL := ns.ClientURL()
+	natsURL := startNATS(t)
 
 	// Node 1 runs the legal desk and creates the key files on its first start; the
 	// others get copies, as docs/operations.md says.
