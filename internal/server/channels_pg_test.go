@@ -3,14 +3,10 @@ package server
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
-	"fmt"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/bastionchat/bastion/api"
 	"github.com/bastionchat/bastion/channel"
 	"github.com/bastionchat/bastion/internal/pgtest"
 	"github.com/bastionchat/bastion/internal/store"
@@ -55,33 +51,7 @@ func TestChannelRaceAcrossNodesPostgres(t *testing.T) {
 
 	const rounds = 8
 	for round := range rounds {
-		seq, last := o.v.Last()
-		var ps [2]*channel.Post
-		for i := range ps {
-			ps[i], _ = channel.Sign(o.key, o.genesis.Channel(), seq+1, last,
-				channel.Draft{Kind: channel.KindPost, Body: fmt.Appendf(nil, "round %d node %d", round, i), Time: postTime})
-		}
-		var status [2]int
-		var wg sync.WaitGroup
-		for i := range ps {
-			wg.Go(func() {
-				req, _ := json.Marshal(api.PostRequest{Post: ps[i].Bytes()})
-				status[i] = nodes[i].do("POST", "/v1/channels/"+o.id()+"/posts", req, alice).status
-			})
-		}
-		wg.Wait()
-		winner := -1
-		switch {
-		case status[0] == 200 && status[1] == 409:
-			winner = 0
-		case status[0] == 409 && status[1] == 200:
-			winner = 1
-		default:
-			t.Fatalf("round %d: statuses %v, want one 200 and one 409", round, status)
-		}
-		if _, err := o.v.Accept(ps[winner]); err != nil {
-			t.Fatal(err)
-		}
+		racePost(t, o, round, alice, [2]*harness{nodes[0], nodes[1]})
 	}
 	// Whatever node served it, the history is one chain of the winners.
 	_, want := o.v.Last()

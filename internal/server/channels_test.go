@@ -277,35 +277,43 @@ func TestChannelConcurrentPosters(t *testing.T) {
 	o := newOwner(t, "race_track")
 	h.createChannel(alice, o)
 	for round := range 5 {
-		seq, last := o.v.Last()
-		var ps [2]*channel.Post
-		for i := range ps {
-			ps[i], _ = channel.Sign(o.key, o.genesis.Channel(), seq+1, last, channel.Draft{Kind: channel.KindPost, Body: fmt.Appendf(nil, "round %d poster %d", round, i), Time: postTime})
-		}
-		var status [2]int
-		var wg sync.WaitGroup
-		for i := range ps {
-			wg.Go(func() {
-				req, _ := json.Marshal(api.PostRequest{Post: ps[i].Bytes()})
-				status[i] = h.do("POST", "/v1/channels/"+o.id()+"/posts", req, alice).status
-			})
-		}
-		wg.Wait()
-		winner := -1
-		switch {
-		case status[0] == 200 && status[1] == 409:
-			winner = 0
-		case status[0] == 409 && status[1] == 200:
-			winner = 1
-		default:
-			t.Fatalf("round %d: statuses %v, want one 200 and one 409", round, status)
-		}
-		if _, err := o.v.Accept(ps[winner]); err != nil {
-			t.Fatal(err)
-		}
+		racePost(t, o, round, alice, [2]*harness{h, h})
 	}
 	if got := len(h.page(alice, o.id(), "after=0").Posts); got != 5 {
 		t.Errorf("stored %d posts, want 5", got)
+	}
+}
+
+// racePost has the two nodes (or one node twice) take one post each for the same place
+// at once and fails unless exactly one wins; the owner's verifier then takes the winner.
+func racePost(t *testing.T, o *owner, round int, c *client, nodes [2]*harness) {
+	t.Helper()
+	seq, last := o.v.Last()
+	var ps [2]*channel.Post
+	for i := range ps {
+		ps[i], _ = channel.Sign(o.key, o.genesis.Channel(), seq+1, last,
+			channel.Draft{Kind: channel.KindPost, Body: fmt.Appendf(nil, "round %d poster %d", round, i), Time: postTime})
+	}
+	var status [2]int
+	var wg sync.WaitGroup
+	for i := range ps {
+		wg.Go(func() {
+			req, _ := json.Marshal(api.PostRequest{Post: ps[i].Bytes()})
+			status[i] = nodes[i].do("POST", "/v1/channels/"+o.id()+"/posts", req, c).status
+		})
+	}
+	wg.Wait()
+	winner := -1
+	switch {
+	case status[0] == 200 && status[1] == 409:
+		winner = 0
+	case status[0] == 409 && status[1] == 200:
+		winner = 1
+	default:
+		t.Fatalf("round %d: statuses %v, want one 200 and one 409", round, status)
+	}
+	if _, err := o.v.Accept(ps[winner]); err != nil {
+		t.Fatal(err)
 	}
 }
 
