@@ -68,17 +68,7 @@ func adminCmd(args []string, getenv func(string) string, stdout, stderr io.Write
 	if err != nil {
 		return 2
 	}
-	err = runReports(context.Background(), cmd, pos, f, country, all, getenv, stdout, stderr)
-	var ue usageError
-	switch {
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "bastiond admin reports %s: %v\n\n%s", cmd, err, adminUsage)
-		return 2
-	case err != nil:
-		fmt.Fprintf(stderr, "bastiond admin reports %s: %v\n", cmd, err)
-		return 1
-	}
-	return 0
+	return exitStatus(stderr, "bastiond admin reports "+cmd, adminUsage, runReports(context.Background(), cmd, pos, f, country, all, getenv, stdout, stderr))
 }
 
 func reportArg(pos []string) (string, error) {

@@ -125,22 +125,27 @@ func legalCmd(args []string, getenv func(string) string, stdout, stderr io.Write
 	if err != nil {
 		return 2
 	}
-	ctx := context.Background()
-	if err := runLegal(ctx, cmd, pos, f, getenv, stdout, stderr); err != nil {
-		var ue usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "bastiond legal %s: %v\n\n%s", cmd, err, legalUsage)
-			return 2
-		}
-		fmt.Fprintf(stderr, "bastiond legal %s: %v\n", cmd, err)
-		return 1
-	}
-	return 0
+	return exitStatus(stderr, "bastiond legal "+cmd, legalUsage, runLegal(context.Background(), cmd, pos, f, getenv, stdout, stderr))
 }
 
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
+
+// exitStatus reports err on stderr under the command's name and turns it into the
+// exit status: 0 for none, 2 (with the usage text) for a usage error, 1 otherwise.
+func exitStatus(stderr io.Writer, name, usage string, err error) int {
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "%s: %v\n\n%s", name, err, usage)
+		return 2
+	case err != nil:
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	return 0
+}
 
 func wantArgs(pos []string, n int, what string) error {
 	if len(pos) != n {

@@ -42,17 +42,7 @@ func marketCmd(args []string, getenv func(string) string, stdout, stderr io.Writ
 	if err != nil {
 		return 2
 	}
-	err = runMarket(context.Background(), cmd, pos, f, getenv, stdout)
-	var ue usageError
-	switch {
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "bastiond market %s: %v\n\n%s", cmd, err, marketUsage)
-		return 2
-	case err != nil:
-		fmt.Fprintf(stderr, "bastiond market %s: %v\n", cmd, err)
-		return 1
-	}
-	return 0
+	return exitStatus(stderr, "bastiond market "+cmd, marketUsage, runMarket(context.Background(), cmd, pos, f, getenv, stdout))
 }
 
 func runMarket(ctx context.Context, cmd string, pos []string, f *deskFlags, getenv func(string) string, stdout io.Writer) error {
