@@ -368,9 +368,6 @@ func (c *Cluster) dsn(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, db)
 }
 
-// Port is the loopback TCP port the cluster listens on.
-func (c *Cluster) Port() int { return c.port }
-
 // NewDatabase creates an empty database and returns its DSN.
 func (c *Cluster) NewDatabase(ctx context.Context) (string, error) {
 	name := fmt.Sprintf("t%d", c.dbs.Add(1))
