@@ -306,23 +306,21 @@ func readKey(ctx context.Context, q querier, passphrase []byte) ([]byte, error) 
 
 // Keys of the meta table.
 const (
-	metaKDF          = "kdf"
-	metaProfileKey   = "profile_key"
-	metaServer       = "server"
-	metaNumber       = "number"
-	metaPending      = "pending_session" // verification session id while a code is pending
-	metaAccount      = "account"
-	metaDevice       = "device"
-	metaPassword     = "password_enc"
-	metaIdentity     = "identity_enc"
-	metaRegID        = "registration_id"
-	metaNextPreKey   = "next_prekey_id"
-	metaNextSigned   = "next_signed_prekey_id"
-	metaNextKyber    = "next_kyber_prekey_id"
-	metaTrustRoot    = "trust_root"
-	metaSenderCert   = "sender_certificate"
-	metaOwnDevices   = "own_devices"
-	metaLastMaintain = "last_maintenance_ms"
+	metaKDF        = "kdf"
+	metaProfileKey = "profile_key"
+	metaServer     = "server"
+	metaNumber     = "number"
+	metaPending    = "pending_session" // verification session id while a code is pending
+	metaAccount    = "account"
+	metaDevice     = "device"
+	metaPassword   = "password_enc"
+	metaIdentity   = "identity_enc"
+	metaRegID      = "registration_id"
+	metaNextPreKey = "next_prekey_id"
+	metaNextSigned = "next_signed_prekey_id"
+	metaNextKyber  = "next_kyber_prekey_id"
+	metaTrustRoot  = "trust_root"
+	metaSenderCert = "sender_certificate"
 )
 
 // querier is what both *sql.DB and *sql.Tx offer; stores run on either, so a decryption
