@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // The transparency page is self-contained: inline CSS and an inline SVG chart, no script,
@@ -13,31 +14,18 @@ import (
 // leaks no visit to a third party.
 var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"join": func(m map[string]int) string {
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		s := ""
-		for i, k := range keys {
-			if i > 0 {
-				s += ", "
-			}
-			s += fmt.Sprintf("%s: %d", k, m[k])
-		}
-		if s == "" {
+		if len(m) == 0 {
 			return "none"
 		}
-		return s
+		parts := make([]string, 0, len(m))
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			parts = append(parts, fmt.Sprintf("%s: %d", k, m[k]))
+		}
+		return strings.Join(parts, ", ")
 	},
 	"joinNested": func(m map[string]map[string]int) string {
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
 		s := ""
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			for _, a := range slices.Sorted(maps.Keys(m[k])) {
 				if s != "" {
 					s += ", "
