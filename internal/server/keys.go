@@ -201,8 +201,7 @@ func (s *Server) lookupNumber(w http.ResponseWriter, r *http.Request, d device) 
 	}
 	number, err := normaliseNumber(req.Number)
 	if err != nil {
-		return newError(http.StatusBadRequest, api.CodeInvalidNumber,
-			"not a valid phone number; give it in international form, e.g. +14155550100")
+		return errInvalidNumber
 	}
 	if err := s.limit(r.Context(), "lookup", s.lookup, d.account[:]); err != nil {
 		return err

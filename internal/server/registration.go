@@ -47,6 +47,10 @@ func normaliseNumber(s string) (string, error) {
 	return phonenumbers.Format(n, phonenumbers.E164), nil
 }
 
+// errInvalidNumber answers a number normaliseNumber refuses.
+var errInvalidNumber = newError(http.StatusBadRequest, api.CodeInvalidNumber,
+	"not a valid phone number; give it in international form, e.g. +14155550100")
+
 // numberBlock is the number without its last four digits: the block of 10,000 numbers an
 // SMS-pumping attack walks through (premium ranges are allocated in such blocks).
 func numberBlock(e164 string) string {
@@ -111,8 +115,7 @@ func (s *Server) createVerification(w http.ResponseWriter, r *http.Request) erro
 	}
 	number, err := normaliseNumber(req.Number)
 	if err != nil {
-		return newError(http.StatusBadRequest, api.CodeInvalidNumber,
-			"not a valid phone number; give it in international form, e.g. +14155550100")
+		return errInvalidNumber
 	}
 	if err := s.checkMarket(r.Context(), number); err != nil {
 		return err
