@@ -70,22 +70,27 @@ func BenchmarkSetupReceiver(b *testing.B) {
 	}
 }
 
+// roundTrip encrypts benchMsg from one party and decrypts it at the other.
+func roundTrip(b *testing.B, from, to *party) {
+	m, err := from.cipher.Encrypt(ctx, to.addr, benchMsg, now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	in, err := protocol.NewSignalMessage(m.Bytes())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := to.cipher.DecryptSignal(ctx, from.addr, in); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // BenchmarkOneChain: encrypt and decrypt a 256-byte message, always Alice to Bob.
 func BenchmarkOneChain(b *testing.B) {
 	alice, bob := established(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		m, err := alice.cipher.Encrypt(ctx, bob.addr, benchMsg, now)
-		if err != nil {
-			b.Fatal(err)
-		}
-		in, err := protocol.NewSignalMessage(m.Bytes())
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := bob.cipher.DecryptSignal(ctx, alice.addr, in); err != nil {
-			b.Fatal(err)
-		}
+		roundTrip(b, alice, bob)
 	}
 }
 
@@ -96,17 +101,7 @@ func BenchmarkRatchetStep(b *testing.B) {
 	from, to := alice, bob
 	b.ReportAllocs()
 	for b.Loop() {
-		m, err := from.cipher.Encrypt(ctx, to.addr, benchMsg, now)
-		if err != nil {
-			b.Fatal(err)
-		}
-		in, err := protocol.NewSignalMessage(m.Bytes())
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := to.cipher.DecryptSignal(ctx, from.addr, in); err != nil {
-			b.Fatal(err)
-		}
+		roundTrip(b, from, to)
 		from, to = to, from
 	}
 }
@@ -266,19 +261,6 @@ func BenchmarkInterleaved(b *testing.B) {
 		_, _ = hkdf.Key(sha256.New, s1, ck, "WhisperRatchet", 64)
 		_, _ = hkdf.Key(sha256.New, s2, ck, "WhisperRatchet", 64)
 	}
-	roundTrip := func(from, to *party) {
-		m, err := from.cipher.Encrypt(ctx, to.addr, benchMsg, now)
-		if err != nil {
-			b.Fatal(err)
-		}
-		in, err := protocol.NewSignalMessage(m.Bytes())
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := to.cipher.DecryptSignal(ctx, from.addr, in); err != nil {
-			b.Fatal(err)
-		}
-	}
 	run := func(b *testing.B, op, floor func()) {
 		var opT, floorT time.Duration
 		for b.Loop() {
@@ -296,12 +278,12 @@ func BenchmarkInterleaved(b *testing.B) {
 	}
 	b.Run("OneChain", func(b *testing.B) {
 		alice, bob := established(b)
-		run(b, func() { roundTrip(alice, bob) }, floorOneChain)
+		run(b, func() { roundTrip(b, alice, bob) }, floorOneChain)
 	})
 	b.Run("RatchetStep", func(b *testing.B) {
 		alice, bob := established(b)
 		from, to := alice, bob
-		run(b, func() { roundTrip(from, to); from, to = to, from }, floorStep)
+		run(b, func() { roundTrip(b, from, to); from, to = to, from }, floorStep)
 	})
 	b.Run("SetupSender", func(b *testing.B) {
 		alice, bob := newParty(b, aliceID, 1), newParty(b, bobID, 2)
@@ -345,27 +327,14 @@ func BenchmarkVsLibsignal(b *testing.B) {
 		b.ReportMetric(float64(theirs.Nanoseconds())/n, "libsignal-ns/op")
 		b.ReportMetric(float64(theirs)/float64(ours), "libsignal/bastion")
 	}
-	roundTrip := func(from, to *party) {
-		m, err := from.cipher.Encrypt(ctx, to.addr, benchMsg, now)
-		if err != nil {
-			b.Fatal(err)
-		}
-		in, err := protocol.NewSignalMessage(m.Bytes())
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := to.cipher.DecryptSignal(ctx, from.addr, in); err != nil {
-			b.Fatal(err)
-		}
-	}
 	b.Run("OneChain", func(b *testing.B) {
 		alice, bob := established(b)
-		run(b, libsignal.BenchOneChain, 500, func() { roundTrip(alice, bob) })
+		run(b, libsignal.BenchOneChain, 500, func() { roundTrip(b, alice, bob) })
 	})
 	b.Run("RatchetStep", func(b *testing.B) {
 		alice, bob := established(b)
 		from, to := alice, bob
-		run(b, libsignal.BenchRatchetStep, 300, func() { roundTrip(from, to); from, to = to, from })
+		run(b, libsignal.BenchRatchetStep, 300, func() { roundTrip(b, from, to); from, to = to, from })
 	})
 	b.Run("SetupSender", func(b *testing.B) {
 		alice, bob := newParty(b, aliceID, 1), newParty(b, bobID, 2)
