@@ -144,6 +144,16 @@ func padLen(n int) int {
 	return min(p, ackChunk)
 }
 
+// padIn pads the IN list that follows the first fixed args to padLen values, repeating
+// its last one, so that the list matches one of the prepared statements.
+func padIn(args []any, fixed int) []any {
+	want := fixed + padLen(len(args)-fixed)
+	for len(args) < want {
+		args = append(args, args[len(args)-1])
+	}
+	return args
+}
+
 func inLists(prefix string) []string {
 	qs := make([]string, ackChunk+1)
 	for n := 1; n <= ackChunk; n *= 2 { // the lengths padLen returns
@@ -168,11 +178,8 @@ func (s *Store) Ack(ctx context.Context, account uuid.UUID, device uint32, ids [
 			for _, id := range chunk {
 				args = append(args, id[:])
 			}
-			n := padLen(len(chunk))
-			for len(args) < 2+n {
-				args = append(args, args[len(args)-1])
-			}
-			if _, err := tx.Exec(ackQueries[n], args...); err != nil {
+			args = padIn(args, 2)
+			if _, err := tx.Exec(ackQueries[len(args)-2], args...); err != nil {
 				return err
 			}
 		}
@@ -222,9 +229,7 @@ func (s *Store) ExpireBefore(ctx context.Context, t time.Time) (int64, error) {
 				for _, seq := range chunk {
 					args = append(args, seq)
 				}
-				for len(args) < 1+padLen(len(chunk)) {
-					args = append(args, args[len(args)-1])
-				}
+				args = padIn(args, 1)
 				// server_time again: the row read may have been acked and its seq is
 				// never reused, but the check costs nothing and keeps the delete exact.
 				res, err := tx.Exec(expireQueries[len(args)-1], args...)
