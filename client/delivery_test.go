@@ -73,6 +73,18 @@ func (s *sendRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.next.ServeHTTP(w, r)
 }
 
+// newRecordedServer starts a test server behind a sendRecorder; it is closed when t ends.
+func newRecordedServer(t *testing.T) (*testServer, *sendRecorder) {
+	t.Helper()
+	rec := &sendRecorder{}
+	s, err := newServerWith(func(h http.Handler) http.Handler { rec.next = h; return rec })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s, rec
+}
+
 func (s *sendRecorder) replay(t *testing.T, url string, i int) {
 	t.Helper()
 	s.mu.Lock()
@@ -92,12 +104,7 @@ func (s *sendRecorder) replay(t *testing.T, url string, i int) {
 }
 
 func TestSendRetryKeepsEnvelopeIDs(t *testing.T) {
-	rec := &sendRecorder{}
-	s, err := newServerWith(func(h http.Handler) http.Handler { rec.next = h; return rec })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, rec := newRecordedServer(t)
 	ctx := context.Background()
 	alice, _ := register(t, s, "+14155550141", nil)
 	bob, _ := register(t, s, "+14155550142", nil)
@@ -139,12 +146,7 @@ func TestSendRetryKeepsEnvelopeIDs(t *testing.T) {
 
 // A send whose answer is lost is repeated with the same bytes; the server queues it once.
 func TestSendRepeatedAfterLostAnswer(t *testing.T) {
-	rec := &sendRecorder{}
-	s, err := newServerWith(func(h http.Handler) http.Handler { rec.next = h; return rec })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, rec := newRecordedServer(t)
 	ctx := context.Background()
 	alice, _ := register(t, s, "+14155550191", nil)
 	bob, _ := register(t, s, "+14155550192", nil)
@@ -169,12 +171,7 @@ func TestSendRepeatedAfterLostAnswer(t *testing.T) {
 // TestServerSeesNoSender checks what sealed sender promises: the envelope body the
 // server stores names neither the sender's account nor carries its identity key.
 func TestServerSeesNoSender(t *testing.T) {
-	rec := &sendRecorder{}
-	s, err := newServerWith(func(h http.Handler) http.Handler { rec.next = h; return rec })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, rec := newRecordedServer(t)
 	ctx := context.Background()
 	alice, _ := register(t, s, "+14155550151", nil)
 	bob, _ := register(t, s, "+14155550152", nil)
