@@ -183,12 +183,8 @@ func (n legalNotifier) NotifyAccount(ctx context.Context, account uuid.UUID, not
 	for i, d := range devs {
 		envs[i] = &store.Envelope{ID: uuid.New(), Account: account, Device: d.ID, ServerTime: now, Body: body}
 	}
-	if err := n.s.store.Enqueue(ctx, envs); err != nil {
+	if err := n.s.enqueue(ctx, envs); err != nil {
 		return fmt.Errorf("queueing notice: %w", err)
-	}
-	n.s.metrics.queued.Add(float64(len(envs)))
-	for _, e := range envs {
-		n.s.notify.Notify(e.Account, e.Device)
 	}
 	return nil
 }

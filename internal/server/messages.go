@@ -76,7 +76,7 @@ func (s *Server) queue(ctx context.Context, d device, target uuid.UUID, msgs []a
 		backing[i] = store.Envelope{ID: m.ID, Account: target, Device: m.DeviceID, ServerTime: now, Body: m.Body}
 		envs[i] = &backing[i]
 	}
-	if err := s.store.Enqueue(ctx, envs); err != nil {
+	if err := s.enqueue(ctx, envs); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			// A device went away between the check and the enqueue.
 			s.devices.forget(target)
@@ -84,11 +84,20 @@ func (s *Server) queue(ctx context.Context, d device, target uuid.UUID, msgs []a
 		}
 		return 0, fmt.Errorf("enqueueing: %w", err)
 	}
+	return now.UnixMilli(), nil
+}
+
+// enqueue stores envs in one durable write, all or none, then wakes each one's device.
+// The store's error is returned as is.
+func (s *Server) enqueue(ctx context.Context, envs []*store.Envelope) error {
+	if err := s.store.Enqueue(ctx, envs); err != nil {
+		return err
+	}
 	s.metrics.queued.Add(float64(len(envs)))
 	for _, e := range envs {
 		s.notify.Notify(e.Account, e.Device)
 	}
-	return now.UnixMilli(), nil
+	return nil
 }
 
 // checkDevices compares a send's envelopes with the target's devices. A sender writing to

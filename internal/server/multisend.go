@@ -292,7 +292,7 @@ func (s *Server) queueMulti(ctx context.Context, d device, recips []api.Recipien
 			envs = append(envs, &backing[len(backing)-1])
 		}
 	}
-	if err := s.store.Enqueue(ctx, envs); err != nil {
+	if err := s.enqueue(ctx, envs); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			// A device went away between the check and the enqueue, and the store stored
 			// nothing. Which account it was is not known here: forget them all.
@@ -302,10 +302,6 @@ func (s *Server) queueMulti(ctx context.Context, d device, recips []api.Recipien
 			return 0, newError(http.StatusConflict, api.CodeMismatchedDevices, "a device list changed; fetch them and retry")
 		}
 		return 0, fmt.Errorf("enqueueing: %w", err)
-	}
-	s.metrics.queued.Add(float64(len(envs)))
-	for _, e := range envs {
-		s.notify.Notify(e.Account, e.Device)
 	}
 	return now.UnixMilli(), nil
 }
