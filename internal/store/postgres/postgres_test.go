@@ -164,15 +164,7 @@ func TestRefusesAsyncCommit(t *testing.T) {
 func TestCursorNeverSkips(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.Start(t)
-	var nodes [2]*Store
-	for i := range nodes {
-		s, err := Open(ctx, dsn, nil)
-		if err != nil {
-			t.Fatalf("Open() = %v", err)
-		}
-		defer s.Close()
-		nodes[i] = s
-	}
+	nodes := twoNodes(t, dsn)
 	acct, _, err := nodes[0].Register(ctx, "+14155550199", []byte{5, 1}, store.Device{ID: 1, RegistrationID: 1, CredentialHash: []byte{1}})
 	if err != nil {
 		t.Fatalf("Register() = %v", err)
@@ -237,15 +229,7 @@ func TestCursorNeverSkips(t *testing.T) {
 func TestTakeBundleAcrossNodes(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.Start(t)
-	var nodes [2]*Store
-	for i := range nodes {
-		s, err := Open(ctx, dsn, nil)
-		if err != nil {
-			t.Fatalf("Open() = %v", err)
-		}
-		defer s.Close()
-		nodes[i] = s
-	}
+	nodes := twoNodes(t, dsn)
 	acct, _, err := nodes[0].Register(ctx, "+14155550198", []byte{5, 1}, store.Device{ID: 1, RegistrationID: 1, CredentialHash: []byte{1}})
 	if err != nil {
 		t.Fatalf("Register() = %v", err)
@@ -318,15 +302,7 @@ func TestClosed(t *testing.T) {
 func TestAddDeviceAcrossNodes(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.Start(t)
-	var nodes [2]*Store
-	for i := range nodes {
-		s, err := Open(ctx, dsn, nil)
-		if err != nil {
-			t.Fatalf("Open() = %v", err)
-		}
-		defer s.Close()
-		nodes[i] = s
-	}
+	nodes := twoNodes(t, dsn)
 	acct, _, err := nodes[0].Register(ctx, "+14155550195", []byte{5, 1}, store.Device{ID: 1, RegistrationID: 1, CredentialHash: []byte{1}})
 	if err != nil {
 		t.Fatalf("Register() = %v", err)
@@ -438,4 +414,20 @@ func TestCloseUnderLoad(t *testing.T) {
 			t.Errorf("envelope %v acknowledged before Close() is not stored", id)
 		}
 	}
+}
+
+// twoNodes opens two Stores on one database, as two bastiond nodes do; both are closed
+// when the test ends.
+func twoNodes(t *testing.T, dsn string) [2]*Store {
+	t.Helper()
+	var nodes [2]*Store
+	for i := range nodes {
+		s, err := Open(context.Background(), dsn, nil)
+		if err != nil {
+			t.Fatalf("Open() node %d = %v", i, err)
+		}
+		t.Cleanup(func() { s.Close() })
+		nodes[i] = s
+	}
+	return nodes
 }

@@ -15,15 +15,7 @@ import (
 func TestRateLimitsSharedAcrossNodes(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.Start(t)
-	var nodes [2]*Store
-	for i := range nodes {
-		s, err := Open(ctx, dsn, nil)
-		if err != nil {
-			t.Fatalf("Open() node %d = %v", i, err)
-		}
-		t.Cleanup(func() { s.Close() })
-		nodes[i] = s
-	}
+	nodes := twoNodes(t, dsn)
 	const capacity, perNode = 5, 16
 	key := []byte("shared-bucket-digest")
 	at := time.Now()
