@@ -605,6 +605,7 @@ func applyNotices(ps []store.ChannelPost, notices []store.ChannelNotice, country
 	for _, sp := range ps {
 		cp := api.ChannelPost{Post: sp.Post, Views: sp.Views}
 		var notice []byte
+	scan:
 		for _, n := range notices {
 			if n.Seq != sp.Seq {
 				continue
@@ -612,13 +613,11 @@ func applyNotices(ps []store.ChannelPost, notices []store.ChannelNotice, country
 			switch channel.Action(n.Action) {
 			case channel.ActionRemove:
 				notice = n.Notice
+				break scan // a removal wins over any restriction
 			case channel.ActionRestrict:
 				if notice == nil && country != "" && strings.EqualFold(n.Jurisdiction, country) {
 					notice = n.Notice
 				}
-			}
-			if channel.Action(n.Action) == channel.ActionRemove {
-				break
 			}
 		}
 		if notice != nil {
