@@ -40,12 +40,8 @@ Common flags: --data DIR (default ./bastion-data, or BASTION_DATA), --token-file
 `
 
 func adminCmd(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stdout, adminUsage)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+	if code, done := helpAsked(args, adminUsage, stdout); done {
+		return code
 	}
 	if args[0] != "reports" {
 		fmt.Fprintf(stderr, "bastiond admin: unknown command %q\n\n%s", args[0], adminUsage)

@@ -105,12 +105,8 @@ func (f *deskFlags) client(getenv func(string) string) (*legal.Client, error) {
 }
 
 func legalCmd(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stdout, legalUsage)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+	if code, done := helpAsked(args, legalUsage, stdout); done {
+		return code
 	}
 	cmd := args[0]
 	if (cmd == "operator" || cmd == "log") && len(args) > 1 {
@@ -131,6 +127,19 @@ func legalCmd(args []string, getenv func(string) string, stdout, stderr io.Write
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
+
+// helpAsked prints usage when args are empty or ask for help, and then says so with the
+// exit status: 2 for no command at all, 0 for help asked for.
+func helpAsked(args []string, usage string, stdout io.Writer) (int, bool) {
+	if len(args) > 0 && args[0] != "help" && args[0] != "-h" && args[0] != "--help" {
+		return 0, false
+	}
+	fmt.Fprint(stdout, usage)
+	if len(args) == 0 {
+		return 2, true
+	}
+	return 0, true
+}
 
 // exitStatus reports err on stderr under the command's name and turns it into the
 // exit status: 0 for none, 2 (with the usage text) for a usage error, 1 otherwise.

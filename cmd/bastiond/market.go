@@ -26,12 +26,8 @@ Both are published on /transparency, at /v1/markets and in the legal log.
 `
 
 func marketCmd(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stdout, marketUsage)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+	if code, done := helpAsked(args, marketUsage, stdout); done {
+		return code
 	}
 	cmd := args[0]
 	fs, f := newDeskFlags("bastiond market "+cmd, getenv, stderr)
