@@ -195,7 +195,7 @@ func Connect(url string, opts Options) (*NATS, error) {
 				n.wakeAll()
 				return
 			}
-			n.log.Warn("bus: nats error", "err", err)
+			n.log.Warn("bus: nats error", "err", loggable(err))
 		}),
 	}
 	if opts.CredentialsFile != "" {
@@ -428,4 +428,14 @@ func (n *NATS) down(event string, err error) {
 			n.onHealth(false)
 		}
 	}
+}
+
+// loggable is err as it may be logged. A permissions violation from the NATS server
+// names the subject it was refused, and a wake-up subject names an account and device;
+// the log keeps only the kind.
+func loggable(err error) error {
+	if errors.Is(err, nats.ErrPermissionViolation) {
+		return nats.ErrPermissionViolation
+	}
+	return err
 }

@@ -1,7 +1,9 @@
 package bus
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // notifier is the server's Notifier (internal/server/notify.go), restated here so that
@@ -362,5 +365,17 @@ func TestNotifyRightAfterSubscribe(t *testing.T) {
 	}
 	if missed > 0 {
 		t.Errorf("Notify() right after Subscribe() on another node: %d of %d wake-ups lost, want 0", missed, rounds)
+	}
+}
+
+func TestLoggableDropsSubjects(t *testing.T) {
+	subject := "bastion.wake.5f0c3a5e-1111-4222-8333-944455556666.1"
+	err := fmt.Errorf("%w: Permissions Violation for Subscription to %q", nats.ErrPermissionViolation, subject)
+	if got := loggable(err).Error(); strings.Contains(got, subject) || !errors.Is(loggable(err), nats.ErrPermissionViolation) {
+		t.Errorf("loggable(%v) = %q, want the kind without the subject", err, got)
+	}
+	other := errors.New("nats: connection closed")
+	if got := loggable(other); got != other {
+		t.Errorf("loggable(%v) = %v, want it unchanged", other, got)
 	}
 }
