@@ -55,23 +55,15 @@ func BenchmarkEnqueue(b *testing.B) {
 			ctx := context.Background()
 			b.ResetTimer()
 			cpu0 := cpuTime()
-			var wg sync.WaitGroup
-			for c := range callers {
-				n := b.N / callers
-				if c < b.N%callers {
-					n++
-				}
-				wg.Go(func() {
-					for range n {
-						e := &store.Envelope{ID: uuid.New(), Account: acct.ID, Device: uint32(1 + c%16), ServerTime: time.Now(), Body: body}
-						if err := s.Enqueue(ctx, []*store.Envelope{e}); err != nil {
-							b.Error(err)
-							return
-						}
+			runCallers(callers, b.N, func(c, n int) {
+				for range n {
+					e := &store.Envelope{ID: uuid.New(), Account: acct.ID, Device: uint32(1 + c%16), ServerTime: time.Now(), Body: body}
+					if err := s.Enqueue(ctx, []*store.Envelope{e}); err != nil {
+						b.Error(err)
+						return
 					}
-				})
-			}
-			wg.Wait()
+				}
+			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "envelopes/s")
 			reportCPU(b, cpu0, "envelope")
 			st := s.Stats()
@@ -184,25 +176,31 @@ func BenchmarkTakeBundle(b *testing.B) {
 			}
 			b.ResetTimer()
 			cpu0 := cpuTime()
-			var wg sync.WaitGroup
-			for c := range callers {
-				n := b.N / callers
-				if c < b.N%callers {
-					n++
-				}
-				wg.Go(func() {
-					for range n {
-						bu, err := s.TakeBundle(ctx, acct.ID, 1)
-						if err != nil || bu.PreKey == nil || bu.KyberLastResort {
-							b.Errorf("TakeBundle() = %v (one-time keys: %v), want one-time keys", err, bu.PreKey != nil)
-							return
-						}
+			runCallers(callers, b.N, func(_, n int) {
+				for range n {
+					bu, err := s.TakeBundle(ctx, acct.ID, 1)
+					if err != nil || bu.PreKey == nil || bu.KyberLastResort {
+						b.Errorf("TakeBundle() = %v (one-time keys: %v), want one-time keys", err, bu.PreKey != nil)
+						return
 					}
-				})
-			}
-			wg.Wait()
+				}
+			})
 			reportCPU(b, cpu0, "bundle")
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "bundles/s")
 		})
 	}
+}
+
+// runCallers shares total calls out among callers goroutines, caller c making n of them
+// in call(c, n), and waits for all of them.
+func runCallers(callers, total int, call func(c, n int)) {
+	var wg sync.WaitGroup
+	for c := range callers {
+		n := total / callers
+		if c < total%callers {
+			n++
+		}
+		wg.Go(func() { call(c, n) })
+	}
+	wg.Wait()
 }
