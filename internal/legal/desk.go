@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/bastionchat/bastion/internal/phone"
 	"github.com/bastionchat/bastion/internal/translog"
 )
 
@@ -566,7 +567,7 @@ func (d *Desk) Disclose(ctx context.Context, op Operator, id int64) (pkg, sig []
 		if t == "" {
 			continue
 		}
-		num, err := normaliseNumber(t)
+		num, err := phone.Normalise(t)
 		if err != nil {
 			reasons = append(reasons, Reason{fmt.Sprintf("target %d", i+1), "not a valid phone number in international form"})
 			continue

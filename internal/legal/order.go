@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/nyaruka/phonenumbers"
 )
 
 // Order is a court order as the desk takes it in (legal intake --file order.json).
@@ -138,21 +136,6 @@ func Validate(o Order) []Reason {
 		rs = append(rs, Reason{"order", "no target named"})
 	}
 	return rs
-}
-
-// normaliseNumber returns a phone number's E.164 form; it must be in international form.
-func normaliseNumber(s string) (string, error) {
-	if len(s) > 32 {
-		return "", errors.New("too long")
-	}
-	n, err := phonenumbers.Parse(s, "ZZ") // "ZZ": no default region, a leading + is required
-	if err != nil {
-		return "", err
-	}
-	if !phonenumbers.IsValidNumber(n) {
-		return "", errors.New("not a valid number")
-	}
-	return phonenumbers.Format(n, phonenumbers.E164), nil
 }
 
 // split sorts requested categories into those the desk discloses and the reasons for

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"github.com/bastionchat/bastion/internal/phone"
+
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -190,15 +192,15 @@ func TestNormaliseNumber(t *testing.T) {
 		{"hello", ""},
 	}
 	for _, tt := range tests {
-		got, err := normaliseNumber(tt.in)
+		got, err := phone.Normalise(tt.in)
 		if tt.want == "" {
 			if err == nil {
-				t.Errorf("normaliseNumber(%q) = %q, want an error", tt.in, got)
+				t.Errorf("phone.Normalise(%q) = %q, want an error", tt.in, got)
 			}
 			continue
 		}
 		if err != nil || got != tt.want {
-			t.Errorf("normaliseNumber(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			t.Errorf("phone.Normalise(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
 	if got := numberBlock("+14155550100"); got != "+1415555" {

@@ -12,6 +12,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/google/uuid"
 
+	"github.com/bastionchat/bastion/internal/phone"
 	"github.com/bastionchat/bastion/internal/store"
 )
 
@@ -81,13 +82,13 @@ func FuzzNormaliseNumber(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		n, err := normaliseNumber(s)
+		n, err := phone.Normalise(s)
 		if err != nil {
 			return
 		}
 		// E.164 is a fixed point.
-		if again, err := normaliseNumber(n); err != nil || again != n {
-			t.Fatalf("normaliseNumber(%q) = %q, then %q, %v; want a fixed point", s, n, again, err)
+		if again, err := phone.Normalise(n); err != nil || again != n {
+			t.Fatalf("phone.Normalise(%q) = %q, then %q, %v; want a fixed point", s, n, again, err)
 		}
 	})
 }

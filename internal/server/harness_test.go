@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bastionchat/bastion/api"
+	"github.com/bastionchat/bastion/internal/phone"
 	"github.com/bastionchat/bastion/internal/store/sqlite"
 	"github.com/bastionchat/bastion/protocol/curve"
 )
@@ -295,9 +296,9 @@ func (h *harness) verify(number string) string {
 	h.want(r, 200, "", "create verification")
 	v := decodeBody[api.VerificationResponse](h.t, r)
 	h.secret(v.SessionID)
-	e164, err := normaliseNumber(number)
+	e164, err := phone.Normalise(number)
 	if err != nil {
-		h.t.Fatalf("normaliseNumber(%q) = %v", number, err)
+		h.t.Fatalf("phone.Normalise(%q) = %v", number, err)
 	}
 	h.secret(e164)
 	r = h.do("PUT", "/v1/verification/"+v.SessionID+"/code", api.SubmitCodeRequest{Code: h.sms.code(e164)}, nil)

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bastionchat/bastion/api"
+	"github.com/bastionchat/bastion/internal/phone"
 	"github.com/bastionchat/bastion/internal/store"
 	"github.com/bastionchat/bastion/protocol/curve"
 )
@@ -199,7 +200,7 @@ func (s *Server) lookupNumber(w http.ResponseWriter, r *http.Request, d device) 
 	if err := decodeJSON(w, r, smallBody, &req); err != nil {
 		return err
 	}
-	number, err := normaliseNumber(req.Number)
+	number, err := phone.Normalise(req.Number)
 	if err != nil {
 		return errInvalidNumber
 	}

@@ -14,9 +14,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/nyaruka/phonenumbers"
-
 	"github.com/bastionchat/bastion/api"
+	"github.com/bastionchat/bastion/internal/phone"
 	"github.com/bastionchat/bastion/internal/store"
 	"github.com/bastionchat/bastion/protocol/curve"
 )
@@ -32,22 +31,7 @@ import (
 
 const smallBody = 64 << 10 // every request but key uploads and sends
 
-// normaliseNumber parses a phone number in international form and returns its E.164.
-func normaliseNumber(s string) (string, error) {
-	if len(s) > 32 {
-		return "", errors.New("too long")
-	}
-	n, err := phonenumbers.Parse(s, "ZZ") // "ZZ": no default region, a leading + is required
-	if err != nil {
-		return "", err
-	}
-	if !phonenumbers.IsValidNumber(n) {
-		return "", errors.New("not a valid number")
-	}
-	return phonenumbers.Format(n, phonenumbers.E164), nil
-}
-
-// errInvalidNumber answers a number normaliseNumber refuses.
+// errInvalidNumber answers a number phone.Normalise refuses.
 var errInvalidNumber = newError(http.StatusBadRequest, api.CodeInvalidNumber,
 	"not a valid phone number; give it in international form, e.g. +14155550100")
 
@@ -113,7 +97,7 @@ func (s *Server) createVerification(w http.ResponseWriter, r *http.Request) erro
 	if err := decodeJSON(w, r, smallBody, &req); err != nil {
 		return err
 	}
-	number, err := normaliseNumber(req.Number)
+	number, err := phone.Normalise(req.Number)
 	if err != nil {
 		return errInvalidNumber
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/bastionchat/bastion/api"
 	"github.com/bastionchat/bastion/channel"
 	"github.com/bastionchat/bastion/internal/legal"
+	"github.com/bastionchat/bastion/internal/phone"
 	"github.com/bastionchat/bastion/internal/store"
 )
 
@@ -175,7 +176,7 @@ func TestReportStoresNoReporterIdentity(t *testing.T) {
 	if !slices.Equal(cols, want) {
 		t.Errorf("channel_reports columns = %v, want %v (a new column must not name the reporter)", cols, want)
 	}
-	e164, _ := normaliseNumber(c.number)
+	e164, _ := phone.Normalise(c.number)
 	identity := map[string][]byte{
 		"account id":       c.account[:],
 		"account id text":  []byte(c.account.String()),
